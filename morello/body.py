@@ -1,0 +1,678 @@
+"""Request bodies: reading, size limits and form decoding.
+
+``request.body`` is a :class:`RequestBody`. Its :meth:`~Entity.process`
+method looks up a processor for the Content-Type in ``body.processors``
+(the full media type first, then the major type such as ``'multipart'``)
+and calls it with the entity; without a match, ``default_proc`` runs, which
+leaves the body unread for the handler. Form fields from urlencoded and
+``multipart/form-data`` bodies end up in ``body.params`` and are merged into
+the request parameters; each multipart part is a :class:`Part`.
+
+The names and behaviour follow ``cherrypy._cpreqbody``, so custom processors
+written for CherryPy keep working.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from cheroot.errors import MaxSizeExceeded
+
+from morello import multipart
+from morello.errors import HTTPError
+from morello.lib.httputil import HeaderElement, HeaderMap
+from morello.multipart import MultipartError
+
+Processor = Callable[["Entity"], Any]
+
+
+def _add_param(params: dict[str, Any], name: str, value: Any) -> None:
+    """Store ``value`` under ``name``, turning repeated names into lists."""
+    if name not in params:
+        params[name] = value
+        return
+    existing = params[name]
+    if not isinstance(existing, list):
+        params[name] = existing = [existing]
+    # A name repeated in the body arrives here as a list; keep the result flat.
+    if isinstance(value, list):
+        existing.extend(value)
+    else:
+        existing.append(value)
+
+
+def _decode_failure(charsets: list[str]) -> HTTPError:
+    return HTTPError(
+        400,
+        "The request entity could not be decoded. "
+        f"The following charsets were attempted: {charsets!r}",
+    )
+
+
+# ------------------------------------------------------------------ processors
+
+
+def _unquote_plus(raw: bytes) -> bytes:
+    return urllib.parse.unquote_to_bytes(raw.replace(b"+", b" "))
+
+
+def process_urlencoded(entity: Entity) -> None:
+    """Read an ``application/x-www-form-urlencoded`` body into ``entity.params``.
+
+    Fields are separated by ``&`` or ``;``. The whole body is decoded with
+    the first of ``entity.attempt_charsets`` that fits (stored as
+    ``entity.charset``); if none does, the request fails with 400.
+    """
+    body = entity.fp.read()
+    fields = []
+    for chunk in body.split(b"&"):
+        for field in chunk.split(b";"):
+            if field:
+                name, _, value = field.partition(b"=")
+                fields.append((_unquote_plus(name), _unquote_plus(value)))
+    for charset in entity.attempt_charsets:
+        try:
+            decoded = [(name.decode(charset), value.decode(charset)) for name, value in fields]
+        except (UnicodeDecodeError, LookupError):
+            continue
+        entity.charset = charset
+        break
+    else:
+        raise _decode_failure(entity.attempt_charsets)
+    for name, value in decoded:
+        _add_param(entity.params, name, value)
+
+
+def process_multipart(entity: Entity) -> None:
+    """Read every part of a multipart body into ``entity.parts``.
+
+    The preamble and the epilogue are dropped. A missing or invalid boundary
+    parameter, malformed part headers, or a body that ends before its closing
+    delimiter fail the request with 400. (CherryPy answers 500 to some of
+    these; they are client errors.) A body containing no delimiter at all has
+    no parts, as in CherryPy.
+    """
+    with HTTPError.handle(MultipartError, 400):
+        boundary = multipart.dash_boundary(entity.content_type.params.get("boundary", ""))
+        reader = entity._stream()
+        if multipart.read_to_delimiter(reader, boundary, None) is not False:
+            return
+    # Each part reads up to the delimiter after it; the closing one ends the stream.
+    while not reader.done:
+        part = entity.part_class.from_fp(reader, boundary)
+        entity.parts.append(part)
+        part.process()
+
+
+def process_multipart_form_data(entity: Entity) -> None:
+    """Read a ``multipart/form-data`` body into ``entity.params``.
+
+    A named part with a filename (a file upload) is stored as the
+    :class:`Part` itself, so handlers get its ``file``, ``filename`` and
+    ``content_type``; other named parts are stored as their decoded text.
+    Parts without a name stay in ``entity.parts``.
+    """
+    process_multipart(entity)
+    unnamed = []
+    for part in entity.parts:
+        if part.name is None:
+            unnamed.append(part)
+        else:
+            value = part if part.filename is not None else part.fullvalue()
+            _add_param(entity.params, part.name, value)
+    entity.parts = unnamed
+
+
+def _process_multipart_into_params(entity: Entity) -> None:
+    """The top-level processor for other multipart types, as in CherryPy:
+    every part goes to ``entity.params``, unnamed ones under ``'parts'``."""
+    process_multipart(entity)
+    for part in entity.parts:
+        value = part if part.filename is not None else part.fullvalue()
+        _add_param(entity.params, part.name if part.name is not None else "parts", value)
+
+
+# -------------------------------------------------------------------- entities
+
+
+def _decode_ext_value(value: str) -> str | None:
+    """Decode an RFC 5987 ``charset'language'percent-encoded`` value."""
+    charset, sep1, rest = value.strip('"').partition("'")
+    _language, sep2, encoded = rest.partition("'")
+    if not (sep1 and sep2):
+        return None
+    try:
+        return urllib.parse.unquote(encoded, encoding=charset or "utf-8", errors="strict")
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
+class Entity:
+    """An HTTP request body or one part of a multipart body.
+
+    ``headers`` are the request headers for the body, the part headers for a
+    part. The Content-Type, Content-Length and Content-Disposition headers
+    are parsed into :attr:`content_type`, :attr:`length`, :attr:`name` and
+    :attr:`filename`; :meth:`process` then parses the content.
+    """
+
+    #: Charsets tried, in order, to decode text; a ``charset`` parameter on
+    #: the Content-Type is tried first. Browsers often send UTF-8 without
+    #: saying so, hence the default.
+    attempt_charsets: list[str] = ["utf-8"]
+    #: The charset that decoded the content, once a processor succeeded.
+    charset: str | None = None
+    #: Media type used when the headers have no Content-Type.
+    default_content_type = "application/x-www-form-urlencoded"
+    #: Media type (or major type) -> function that parses the entity.
+    processors: dict[str, Processor] = {
+        "application/x-www-form-urlencoded": process_urlencoded,
+        "multipart/form-data": process_multipart_form_data,
+        "multipart": process_multipart,
+    }
+    #: Class of the parts of a multipart entity.
+    part_class: type[Part]
+    #: Size of the reads from the underlying stream.
+    bufsize = 8 * 1024
+    #: Largest body accepted, in bytes (None: no limit); more gives 413.
+    maxbytes: int | None = None
+    #: The content stored in a temporary file, when it was stored that way.
+    file: IO[bytes] | None = None
+    #: The content as bytes, when it was stored in memory.
+    value: bytes | None = None
+
+    def __init__(
+        self,
+        fp: Any,
+        headers: HeaderMap,
+        params: dict[str, Any] | None = None,
+        parts: list[Part] | None = None,
+    ) -> None:
+        # A copy, so a tool can change the processors of one request only.
+        self.processors = dict(self.processors)
+        self.fp = fp
+        self.headers = headers if isinstance(headers, HeaderMap) else HeaderMap(headers)
+        self.params: dict[str, Any] = {} if params is None else params
+        self.parts: list[Part] = [] if parts is None else parts
+
+        content_type = (self.headers.get("Content-Type") or "").strip()
+        self.content_type = HeaderElement.from_str(content_type or self.default_content_type)
+        # Media types are case-insensitive; processors are keyed in lower case.
+        self.content_type.value = self.content_type.value.lower()
+        declared = self.content_type.params.get("charset")
+        if declared:
+            self.attempt_charsets = [declared] + [c for c in self.attempt_charsets if c != declared]
+        else:
+            self.attempt_charsets = list(self.attempt_charsets)
+
+        self.length: int | None = None
+        if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                pass
+            else:
+                self.length = length if length >= 0 else None
+
+        self.name: str | None = None
+        self.filename: str | None = None
+        disposition = self.headers.get("Content-Disposition")
+        if disposition:
+            _, raw_params = HeaderElement.parse(disposition)
+            disp_params = {key.lower(): value for key, value in raw_params.items()}
+            self.name = disp_params.get("name")
+            self.filename = disp_params.get("filename")
+            if "filename*" in disp_params:
+                # RFC 6266: the extended form wins when the client sends both.
+                self.filename = _decode_ext_value(disp_params["filename*"]) or self.filename
+
+    @property
+    def type(self) -> HeaderElement:
+        """Alias of :attr:`content_type`."""
+        return self.content_type
+
+    @type.setter
+    def type(self, value: HeaderElement) -> None:
+        self.content_type = value
+
+    def _stream(self) -> SizedReader:
+        """The body stream as a :class:`SizedReader`, wrapping ``fp`` on first use."""
+        if not isinstance(self.fp, SizedReader):
+            self.fp = SizedReader(
+                self.fp,
+                self.length,
+                self.maxbytes,
+                bufsize=self.bufsize,
+                has_trailers="Trailer" in self.headers,
+            )
+        return self.fp
+
+    def read(self, size: int | None = None, fp_out: IO[bytes] | None = None) -> bytes | None:
+        """Read up to ``size`` bytes (all by default) of the body.
+
+        With ``fp_out``, the bytes are written to it and None is returned.
+        """
+        return self._stream().read(size, fp_out)
+
+    def readline(self, size: int | None = None) -> bytes:
+        """Read one line of the body (at most ``size`` bytes)."""
+        return self._stream().readline(size)
+
+    def readlines(self, sizehint: int | None = None) -> list[bytes]:
+        """Read lines until the end of the body or about ``sizehint`` bytes."""
+        return self._stream().readlines(sizehint)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def read_into_file(self, fp_out: IO[bytes] | None = None) -> IO[bytes]:
+        """Copy the rest of the body into ``fp_out`` (default :meth:`make_file`)."""
+        if fp_out is None:
+            fp_out = self.make_file()
+        self.read(fp_out=fp_out)
+        return fp_out
+
+    def make_file(self) -> IO[bytes]:
+        """Return the file that large content is stored in (a temporary file).
+
+        Override to store uploads elsewhere.
+        """
+        return tempfile.TemporaryFile()
+
+    def fullvalue(self) -> str:
+        """The content decoded to text, whether it is in memory or in a file."""
+        if self.file is not None:
+            self.file.seek(0)
+            raw = self.file.read()
+            self.file.seek(0)
+        elif self.value is not None:
+            raw = self.value
+        else:
+            # Nobody stored the content (an unprocessed body): read what is left.
+            raw = self.read()
+        return self.decode_entity(raw)
+
+    def decode_entity(self, value: bytes) -> str:
+        """Decode ``value`` with the first of :attr:`attempt_charsets` that fits.
+
+        Sets :attr:`charset`; raises a 400 :class:`HTTPError` when none fits.
+        """
+        for charset in self.attempt_charsets:
+            try:
+                text = value.decode(charset)
+            except (UnicodeDecodeError, LookupError):
+                continue
+            self.charset = charset
+            return text
+        raise _decode_failure(self.attempt_charsets)
+
+    def _find_processor(self) -> Processor | None:
+        media_type = self.content_type.value
+        proc = self.processors.get(media_type)
+        if proc is None:
+            proc = self.processors.get(media_type.split("/", 1)[0])
+        return proc
+
+    def process(self) -> None:
+        """Parse the content with the processor for its media type."""
+        proc = self._find_processor()
+        if proc is None:
+            self.default_proc()
+        else:
+            proc(self)
+
+    def default_proc(self) -> None:
+        """Called when no processor matches; leaves the body for the handler."""
+
+
+class Part(Entity):
+    """One part of a multipart entity.
+
+    After :meth:`process`, a part with a filename has its content in
+    :attr:`file` (a temporary file positioned at 0). Other parts keep it as
+    bytes in :attr:`value` unless it exceeds :attr:`maxrambytes`, in which
+    case it is in :attr:`file` too; :meth:`fullvalue` gives the text either way.
+    """
+
+    # RFC 2046 makes US-ASCII the default charset of a part.
+    attempt_charsets = ["us-ascii", "utf-8"]
+    #: RFC 2046: a part without a Content-Type is text/plain.
+    default_content_type = "text/plain"
+    #: Content larger than this many bytes is moved to a temporary file.
+    maxrambytes = 1000
+
+    def __init__(self, fp: Any, headers: HeaderMap, boundary: bytes) -> None:
+        super().__init__(fp, headers)
+        #: The dash-boundary (``b'--' + boundary``) that ends this part.
+        self.boundary = boundary
+        self.file = None
+        self.value = None
+
+    @classmethod
+    def from_fp(cls, fp: Any, boundary: bytes) -> Part:
+        """Read a part's headers from ``fp`` and return the part (content unread)."""
+        return cls(fp, cls.read_headers(fp), boundary)
+
+    @classmethod
+    def read_headers(cls, fp: Any) -> HeaderMap:
+        """Read a part's header block; malformed headers give a 400 error."""
+        with HTTPError.handle(MultipartError, 400):
+            return multipart.read_headers(fp)
+
+    def read_lines_to_boundary(self, fp_out: IO[bytes] | None = None) -> bytes | IO[bytes]:
+        """Read the content up to the next delimiter.
+
+        Returns the bytes, or, when ``fp_out`` is given or the content
+        exceeds :attr:`maxrambytes`, the file holding them, positioned at 0.
+        A body that ends before the delimiter gives a 400 error.
+        """
+        spool = _Spool(self, fp_out)
+        with HTTPError.handle(MultipartError, 400):
+            if multipart.read_to_delimiter(self._stream(), self.boundary, spool.write) is None:
+                raise MultipartError("The multipart body ends before its closing boundary.")
+        return spool.result()
+
+    def read_into_file(self, fp_out: IO[bytes] | None = None) -> IO[bytes]:
+        """Read the content into ``fp_out`` (default :meth:`make_file`)."""
+        if fp_out is None:
+            fp_out = self.make_file()
+        self.read_lines_to_boundary(fp_out=fp_out)
+        return fp_out
+
+    def process(self) -> None:
+        """Read the content, parsing it with a processor if one matches.
+
+        A part with a filename is an upload and is always stored as is, even
+        when its type has a processor (an uploaded ``.mhtml`` file is
+        ``multipart/related``).
+        """
+        proc = self._find_processor()
+        if proc is None or self.filename is not None:
+            self.default_proc()
+            return
+        # Processors read ``fp`` to its end, so they get a stream holding only
+        # this part; the raw content stays available for fullvalue().
+        content = self.read_lines_to_boundary()
+        if isinstance(content, bytes):
+            self.value = content
+            self.fp = SizedReader(io.BytesIO(content), len(content), None)
+        else:
+            self.file = content
+            self.fp = SizedReader(content, None, None)
+        proc(self)
+        if self.file is not None:
+            self.file.seek(0)
+
+    def default_proc(self) -> None:
+        """Store the content in :attr:`file` or :attr:`value`."""
+        if self.filename is not None:
+            self.file = self.read_into_file()
+            return
+        content = self.read_lines_to_boundary()
+        if isinstance(content, bytes):
+            self.value = content
+        else:
+            self.file = content
+
+
+Entity.part_class = Part
+
+
+class _Spool:
+    """Collect content in memory, moving it to the part's file past maxrambytes."""
+
+    def __init__(self, part: Part, fp_out: IO[bytes] | None) -> None:
+        self.part = part
+        self.out = fp_out
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if self.out is not None:
+            self.out.write(data)
+            return
+        self.chunks.append(data)
+        self.size += len(data)
+        if self.size > self.part.maxrambytes:
+            self.out = self.part.make_file()
+            self.out.writelines(self.chunks)
+            self.chunks = []
+
+    def result(self) -> bytes | IO[bytes]:
+        if self.out is None:
+            return b"".join(self.chunks)
+        self.out.seek(0)
+        return self.out
+
+
+# ---------------------------------------------------------------------- reader
+
+
+def _stream_error(exc: BaseException) -> HTTPError | None:
+    """The HTTP error for a failure of the server's body stream, else None."""
+    if isinstance(exc, MaxSizeExceeded):
+        return HTTPError(413, f"Maximum request length: {exc.args[1]!r}")
+    # cheroot's chunked reader raises a bare OSError when a chunk would
+    # overflow max_request_body_size (CherryPy lets that become a 500).
+    if isinstance(exc, OSError) and exc.args == ("Request Entity Too Large",):
+        return HTTPError(413, "The request body exceeds the server's maximum size.")
+    # cheroot signals broken chunked framing with ValueError: the client's fault.
+    if isinstance(exc, ValueError):
+        return HTTPError(400, f"Malformed request body: {exc}")
+    return None
+
+
+class SizedReader:
+    """The body stream: counts bytes, stops at ``length`` and enforces ``maxbytes``.
+
+    ``fp`` needs only ``read(size)`` (cheroot's ``wsgi.input`` qualifies);
+    lines are found in this reader's own buffer. Reading past ``maxbytes``,
+    or hitting the server's ``max_request_body_size``, raises a 413
+    :class:`HTTPError`. At the end of a chunked body announcing a
+    ``Trailer``, the trailer headers are read into :attr:`trailers`.
+    """
+
+    def __init__(
+        self,
+        fp: Any,
+        length: int | None,
+        maxbytes: int | None,
+        bufsize: int = io.DEFAULT_BUFFER_SIZE,
+        has_trailers: bool = False,
+    ) -> None:
+        self.fp = fp
+        self.length = length
+        self.maxbytes = maxbytes
+        self.bufsize = bufsize
+        self.has_trailers = has_trailers
+        #: Bytes read from ``fp`` but not yet consumed. Parsers search it in
+        #: place, so it is only ever modified, never replaced.
+        self.buffer = bytearray()
+        #: Bytes consumed by callers so far.
+        self.bytes_read = 0
+        #: True once the end of the body was reached.
+        self.done = False
+        self.trailers: dict[bytes, bytes] = {}
+        self._received = 0
+
+    def fill(self, size: int) -> bool:
+        """Append up to ``size`` more bytes of the body to :attr:`buffer`.
+
+        Returns False, and marks the reader done, at the end of the body.
+        """
+        if self.done:
+            return False
+        if self.maxbytes and self.length is not None and self.length > self.maxbytes:
+            # Fail before reading anything when the client announced too much.
+            raise HTTPError(413, f"The request body is larger than {self.maxbytes} bytes.")
+        if self.length is not None:
+            size = min(size, self.length - self._received)
+        data = b""
+        if size > 0:
+            try:
+                data = self.fp.read(size)
+            except Exception as exc:
+                error = _stream_error(exc)
+                if error is None:
+                    raise
+                raise error from exc
+        if not data:
+            self.finish()
+            return False
+        self._received += len(data)
+        if self.maxbytes and self._received > self.maxbytes:
+            raise HTTPError(413, f"The request body is larger than {self.maxbytes} bytes.")
+        self.buffer += data
+        return True
+
+    def _take(self, size: int) -> bytes:
+        data = bytes(self.buffer[:size])
+        self.discard(size)
+        return data
+
+    def discard(self, size: int) -> None:
+        """Consume ``size`` bytes from the front of the buffer."""
+        # Deleting a bytearray's head is cheap: CPython moves a start offset.
+        del self.buffer[:size]
+        self.bytes_read += size
+
+    def unread(self, data: bytes) -> None:
+        """Push ``data`` back in front of the unconsumed bytes."""
+        self.buffer[:0] = data
+        self.bytes_read -= len(data)
+
+    def drain(self) -> None:
+        """Consume and drop the rest of the body."""
+        self.discard(len(self.buffer))
+        while self.fill(multipart.CHUNK_SIZE):
+            self.discard(len(self.buffer))
+
+    def read(self, size: int | None = None, fp_out: IO[bytes] | None = None) -> bytes | None:
+        """Read up to ``size`` bytes (all by default).
+
+        With ``fp_out``, the bytes are written to it and None is returned.
+        """
+        if size is not None and size < 0:
+            size = None
+        chunks = []
+        while size is None or size > 0:
+            if not self.buffer:
+                want = self.bufsize if size is None else min(size, self.bufsize)
+                if not self.fill(want):
+                    break
+            data = self._take(len(self.buffer) if size is None else min(size, len(self.buffer)))
+            if size is not None:
+                size -= len(data)
+            if fp_out is None:
+                chunks.append(data)
+            else:
+                fp_out.write(data)
+        return b"".join(chunks) if fp_out is None else None
+
+    def readline(self, size: int | None = None) -> bytes:
+        """Read one line, including its ``\\n`` (at most ``size`` bytes)."""
+        if size is not None and size < 0:
+            size = None
+        searched = 0
+        while True:
+            limit = len(self.buffer) if size is None else min(size, len(self.buffer))
+            newline = self.buffer.find(b"\n", searched, limit)
+            if newline >= 0:
+                return self._take(newline + 1)
+            if size is not None and len(self.buffer) >= size:
+                return self._take(size)
+            searched = len(self.buffer)
+            if not self.fill(self.bufsize):
+                return self._take(limit)
+
+    def readlines(self, sizehint: int | None = None) -> list[bytes]:
+        """Read lines until the end, or until about ``sizehint`` bytes were read."""
+        lines = []
+        seen = 0
+        while line := self.readline():
+            lines.append(line)
+            seen += len(line)
+            if sizehint and seen >= sizehint:
+                break
+        return lines
+
+    def finish(self) -> None:
+        """Mark the body as fully read and collect any trailer headers."""
+        if self.done:
+            return
+        self.done = True
+        if self.has_trailers and hasattr(self.fp, "read_trailer_lines"):
+            try:
+                self._read_trailers()
+            except Exception as exc:
+                error = _stream_error(exc)
+                if error is None:
+                    raise
+                raise error from exc
+
+    def _read_trailers(self) -> None:
+        name = None
+        for line in self.fp.read_trailer_lines():
+            if line[:1] in (b" ", b"\t") and name is not None:
+                self.trailers[name] += b" " + line.strip()
+                continue
+            raw_name, sep, value = line.partition(b":")
+            if not sep:
+                raise HTTPError(400, f"Malformed trailer line: {line!r}")
+            name = raw_name.strip().title()
+            existing = self.trailers.get(name)
+            self.trailers[name] = existing + b", " + value.strip() if existing else value.strip()
+
+
+class RequestBody(Entity):
+    """The body of the HTTP request, as ``request.body``.
+
+    ``request_params`` is the request's parameter dict; form fields parsed
+    from the body are merged into it (a name already there becomes a list).
+    """
+
+    #: No Content-Type means the body is not parsed at all: guessing the
+    #: type of an unlabelled body would be an error at best.
+    default_content_type = ""
+
+    def __init__(
+        self,
+        fp: Any,
+        headers: HeaderMap,
+        params: dict[str, Any] | None = None,
+        request_params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(fp, headers, params)
+        # HTTP/1.1 (RFC 2616 3.7.1) makes ISO-8859-1 the default for text/*.
+        if self.content_type.value.startswith("text/") and not any(
+            c.lower() in ("iso-8859-1", "latin-1") for c in self.attempt_charsets
+        ):
+            self.attempt_charsets.append("ISO-8859-1")
+        # Other multipart types put their parts in params too, as in CherryPy.
+        self.processors["multipart"] = _process_multipart_into_params
+        self.request_params: dict[str, Any] = {} if request_params is None else request_params
+
+    def process(self) -> None:
+        """Parse the body and merge its fields into ``request_params``.
+
+        A request without Content-Length or Transfer-Encoding cannot carry a
+        body, so this raises 411 (Length Required) as CherryPy does. The
+        request decides whether to call this at all (only for methods in
+        ``request.methods_with_bodies``, when ``process_request_body`` is on).
+        """
+        if "Content-Length" not in self.headers and "Transfer-Encoding" not in self.headers:
+            raise HTTPError(411)
+        self._stream()
+        super().process()
+        for name, value in self.params.items():
+            _add_param(self.request_params, name, value)

@@ -1,0 +1,232 @@
+"""The WSGI side of an application: environ in, morello request run, WSGI out.
+
+:class:`WSGIPipeline` is what ``Application.__call__`` runs: the configured
+middleware (``wsgi.pipeline``) around :class:`AppResponse`, which builds a
+:class:`~morello.http_request.Request` from the environ and returns the
+response body.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from morello.errors import InternalRedirect, bare_error, format_exc
+from morello.lib.httputil import Host, urljoin
+from morello.serving import serving
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+
+# CGI variables that carry request headers under other names.
+_CGI_HEADERS = {
+    "HTTP_CGI_AUTHORIZATION": "Authorization",
+    "CONTENT_LENGTH": "Content-Length",
+    "CONTENT_TYPE": "Content-Type",
+    "REMOTE_HOST": "Remote-Host",
+    "REMOTE_ADDR": "Remote-Addr",
+}
+
+
+def translate_headers(environ: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """The request headers as ``(Name, value)`` pairs from a WSGI environ."""
+    for key, value in environ.items():
+        if key[:5] == "HTTP_":
+            yield key[5:].replace("_", "-"), value
+        elif key in _CGI_HEADERS:
+            yield _CGI_HEADERS[key], value
+
+
+class AppResponse:
+    """Run one request through ``app`` and serve its response body."""
+
+    def __init__(self, environ: dict[str, Any], start_response: Callable[..., Any], app: Any) -> None:
+        self.app = app
+        self.environ = environ
+        try:
+            self.run()
+            response = serving.response
+            self.body = response.body
+            self.streaming = response.stream
+            self.write = start_response(response.output_status, response.header_list)
+        except BaseException:
+            self.close()
+            raise
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.streaming:
+            return self._stream()
+        return iter(self.body)
+
+    def _stream(self) -> Iterator[bytes]:
+        try:
+            yield from self.body
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            # Headers are out: all we can do is log and abort the connection,
+            # so that the client sees a truncated body rather than a short one.
+            from morello import log
+
+            log(format_exc(), severity=40)
+            raise
+
+    def close(self) -> None:
+        """Finish the request (on_end_request hooks) and release the thread."""
+        try:
+            if getattr(self, "streaming", False):
+                close = getattr(self.body, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            self.app.release_serving()
+
+    def run(self) -> None:
+        """Build the request from the environ and run it."""
+        environ = self.environ
+        env = environ.get
+        local = Host("", int(env("SERVER_PORT", 80) or -1), env("SERVER_NAME", ""))
+        remote = Host(
+            env("REMOTE_ADDR", ""), int(env("REMOTE_PORT", -1) or -1), env("REMOTE_HOST", "")
+        )
+        request, _response = self.app.get_serving(
+            local, remote, env("wsgi.url_scheme"), env("ACTUAL_SERVER_PROTOCOL", "HTTP/1.1")
+        )
+        request.login = env("LOGON_USER") or env("REMOTE_USER") or None
+        request.multithread = environ["wsgi.multithread"]
+        request.multiprocess = environ["wsgi.multiprocess"]
+        request.wsgi_environ = environ
+        request.prev = env("morello.previous_request")
+
+        path = urljoin(env("SCRIPT_NAME", ""), env("PATH_INFO", ""))
+        query_string = env("QUERY_STRING", "")
+        path, query_string = self.recode_path_qs(path, query_string)
+        request.run(
+            environ["REQUEST_METHOD"],
+            path,
+            query_string,
+            env("SERVER_PROTOCOL"),
+            list(translate_headers(environ)),
+            environ["wsgi.input"],
+        )
+
+    def recode_path_qs(self, path: str, query_string: str) -> tuple[str, str]:
+        """Re-decode path and query string with ``request.uri_encoding``.
+
+        WSGI servers hand them over as latin-1 text; real URLs are UTF-8.
+        Bytes that do not decode are left as they are.
+        """
+        if path.isascii() and query_string.isascii():
+            return path, query_string
+        old = self.environ.get("wsgi.url_encoding", "ISO-8859-1")
+        new = self.app.find_config(self.environ.get("PATH_INFO", ""), "request.uri_encoding", "utf-8")
+        if new.lower() == old.lower():
+            return path, query_string
+        try:
+            return path.encode(old).decode(new), query_string.encode(old).decode(new)
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return path, query_string
+
+
+class ExceptionTrapper:
+    """Middleware: turn an exception escaping the application into a bare 500."""
+
+    def __init__(self, nextapp: WSGIApp, throws: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit)):
+        self.nextapp = nextapp
+        self.throws = throws
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        try:
+            return self.nextapp(environ, start_response)
+        except self.throws:
+            raise
+        except Exception:
+            from morello import config, log
+
+            tb = format_exc()
+            log(tb, severity=40)
+            # The request is gone by now: the global setting decides.
+            show = config.get("request.show_tracebacks", True)
+            status, headers, body = bare_error(tb if show else "")
+            start_response(status, headers)
+            return body
+
+
+class InternalRedirector:
+    """Middleware: restart the request at a new path on :class:`InternalRedirect`.
+
+    The new request is a GET without a body. A loop back to a URL already
+    visited is an error unless ``recursive`` is set.
+    """
+
+    def __init__(self, nextapp: WSGIApp, recursive: bool = False) -> None:
+        self.nextapp = nextapp
+        self.recursive = recursive
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        visited = []
+        while True:
+            environ = environ.copy()
+            try:
+                return self.nextapp(environ, start_response)
+            except InternalRedirect as redirect:
+                script_name = environ.get("SCRIPT_NAME", "")
+                old_uri = script_name + environ.get("PATH_INFO", "")
+                if environ.get("QUERY_STRING"):
+                    old_uri += "?" + environ["QUERY_STRING"]
+                visited.append(old_uri)
+                if not self.recursive:
+                    new_uri = script_name + redirect.path
+                    if redirect.query_string:
+                        new_uri += "?" + redirect.query_string
+                    if new_uri in visited:
+                        redirect.request.close()
+                        raise RuntimeError(f"InternalRedirector visited the same URL twice: {new_uri!r}") from None
+                environ["REQUEST_METHOD"] = "GET"
+                environ["PATH_INFO"] = redirect.path
+                environ["QUERY_STRING"] = redirect.query_string
+                environ["wsgi.input"] = io.BytesIO()
+                environ["CONTENT_LENGTH"] = "0"
+                environ["morello.previous_request"] = redirect.request
+
+
+class WSGIPipeline:
+    """An application's WSGI callable: middleware around :class:`AppResponse`.
+
+    Config: ``wsgi.pipeline = [(name, middleware_factory), ...]`` replaces the
+    middleware list; ``wsgi.<name>.<arg>`` passes keyword arguments to one.
+    """
+
+    pipeline: list[tuple[str, Callable[..., WSGIApp]]] = [
+        ("ExceptionTrapper", ExceptionTrapper),
+        ("InternalRedirector", InternalRedirector),
+    ]
+    head: WSGIApp | None = None
+
+    def __init__(self, app: Any, pipeline: list[tuple[str, Callable[..., WSGIApp]]] | None = None) -> None:
+        self.app = app
+        self.pipeline = list(self.pipeline)
+        if pipeline:
+            self.pipeline.extend(pipeline)
+        self.config: dict[str, dict[str, Any]] = {}
+
+    def tail(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> AppResponse:
+        return AppResponse(environ, start_response, self.app)
+
+    def namespace_handler(self, key: str, value: Any) -> None:
+        """The ``wsgi`` config namespace."""
+        if key == "pipeline":
+            self.pipeline = list(value)
+        else:
+            name, arg = key.split(".", 1)
+            self.config.setdefault(name, {})[arg] = value
+        self.head = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        head = self.head
+        if head is None:
+            head = self.tail
+            for name, factory in reversed(self.pipeline):
+                head = factory(head, **self.config.get(name, {}))
+            self.head = head
+        return head(environ, start_response)

@@ -1,0 +1,140 @@
+"""The response object: status, headers, cookies and body."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from http.cookies import SimpleCookie
+from typing import Any
+
+from morello.errors import HTTPError
+from morello.lib import file_generator
+from morello.lib.httputil import HTTPDate, HeaderMap, valid_status
+
+_STR_BODY_ERROR = (
+    "Page handlers MUST return bytes. Use tools.encode if you wish to return unicode."
+)
+
+
+def prepare_iter(value: Any) -> Any:
+    """Normalise a handler's return value into an iterable of chunks."""
+    if isinstance(value, (str, bytes)):
+        return [value] if value else []
+    if value is None:
+        return []
+    if hasattr(value, "read"):
+        return file_generator(value)
+    return value
+
+
+class ResponseBody:
+    """Descriptor for ``Response.body``: bytes, lists, iterables and files."""
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        return obj._body
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if isinstance(value, str) or (
+            isinstance(value, list) and any(isinstance(chunk, str) for chunk in value)
+        ):
+            raise ValueError(_STR_BODY_ERROR)
+        obj._body = prepare_iter(value)
+
+
+class _DateCache:
+    """The ``Date`` header value, formatted at most once per second."""
+
+    second = -1
+    value = ""
+
+    @classmethod
+    def get(cls, now: float) -> str:
+        second = int(now)
+        if second != cls.second:
+            cls.value, cls.second = HTTPDate(now), second
+        return cls.value
+
+
+class Response:
+    """The response being built for the current request."""
+
+    status: Any = ""
+    #: ``(name, value)`` pairs, valid after :meth:`finalize`.
+    header_list: list[tuple[str, str]] | None = []
+    headers = HeaderMap()
+    cookie = SimpleCookie()
+    body = ResponseBody()
+    #: When the response was started (seconds since the epoch).
+    time: float | None = None
+    #: Send the body as it is produced (no Content-Length, chunked on HTTP/1.1).
+    stream = False
+    #: The final status line (str), valid after :meth:`finalize`.
+    output_status: str | None = None
+    server_header = "morello"
+
+    def __init__(self) -> None:
+        from morello import __version__
+
+        self.status = None
+        self.header_list = None
+        self._body: Any = []
+        self.time = now = time.time()
+        self.headers = headers = HeaderMap()
+        dict.__setitem__(headers, "Content-Type", "text/html")
+        dict.__setitem__(headers, "Server", f"{self.server_header}/{__version__}")
+        dict.__setitem__(headers, "Date", _DateCache.get(now))
+        self.cookie = SimpleCookie()
+
+    def collapse_body(self) -> bytes:
+        """Join the body into one bytes object (and keep it as the body)."""
+        body = b"".join(self.body)
+        self.body = body
+        return body
+
+    def _flush_body(self) -> None:
+        # Run generator bodies to the end so their side effects happen.
+        for _ in self.body:
+            pass
+
+    def finalize(self) -> None:
+        """Fix the status line, Content-Length and the header list."""
+        try:
+            code, reason, _ = valid_status(self.status)
+        except ValueError as exc:
+            raise HTTPError(500, exc.args[0]) from None
+        headers = self.headers
+        self.status = f"{code} {reason}"
+        self.output_status = self.status
+
+        if self.stream:
+            if dict.get(headers, "Content-Length") is None:
+                dict.pop(headers, "Content-Length", None)
+        elif code < 200 or code in (204, 205, 304):
+            # These statuses never carry a body.
+            dict.pop(headers, "Content-Length", None)
+            self._flush_body()
+            self.body = b""
+        elif dict.get(headers, "Content-Length") is None:
+            dict.__setitem__(headers, "Content-Length", len(self.collapse_body()))
+
+        self.header_list = header_list = [
+            (name, value if type(value) is str else str(value)) for name, value in headers.items()
+        ]
+        for name, value in header_list:
+            if not value.isascii():
+                self.header_list = _encode_header_values(header_list)
+                break
+        if self.cookie:
+            for _name, morsel in sorted(self.cookie.items()):
+                self.header_list.append(("Set-Cookie", morsel.OutputString()))
+
+
+def _encode_header_values(header_list: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    # WSGI wants latin-1 strings; other text goes out as an RFC 2047 word.
+    encoded = []
+    for name, value in header_list:
+        raw = HeaderMap.encode(value)
+        encoded.append((name, raw.decode("iso-8859-1")))
+    return encoded

@@ -1,0 +1,414 @@
+"""The configurable HTTP server: ``morello.server`` and the extra ``morello.servers``.
+
+:class:`Server` holds the settings CherryPy users know from the ``server``
+config namespace (``socket_host``, ``socket_port``, ``thread_pool``,
+``ssl_certificate``...) and, as a bus plugin, starts a cheroot
+:class:`WSGIServer` built from them when the engine starts::
+
+    morello.server.socket_port = 9090
+    morello.engine.start()
+
+Setting :attr:`Server.listen_socket` to a socket that is already bound and
+listening (or to its file descriptor) makes the server accept on that
+socket instead of binding its own; this is how prefork workers share the
+sockets their master opened.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cheroot.server
+import cheroot.wsgi
+from cheroot import connections
+
+from morello.process.servers import BindAddr, ServerAdapter, format_url
+
+__all__ = ["Server", "WSGIServer", "server_namespace_handler"]
+
+WSGIApp = Callable[..., Any]
+ListenSocket = socket.socket | int
+
+
+class ProxyModeRequest(cheroot.server.HTTPRequest):
+    """cheroot request that accepts absolute request targets (``GET http://host/path``).
+
+    CherryPy applications have always received those, so the framework, not
+    the HTTP server, decides what to do with them.
+    """
+
+    def __init__(self, server: cheroot.server.HTTPServer, conn: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("proxy_mode", True)
+        super().__init__(server, conn, **kwargs)
+
+
+class Connection(cheroot.server.HTTPConnection):
+    """cheroot connection whose requests use :class:`ProxyModeRequest`."""
+
+    RequestHandlerClass = ProxyModeRequest
+
+
+class WSGIServer(cheroot.wsgi.Server):
+    """cheroot's WSGI server, configured from a :class:`Server`.
+
+    Errors cheroot reports go to the server's bus log. When ``listen_socket``
+    is set, :meth:`prepare` serves on a copy of that socket as it is.
+    """
+
+    ConnectionClass = Connection
+
+    def __init__(
+        self,
+        server_adapter: Server,
+        app: WSGIApp | None = None,
+        listen_socket: ListenSocket | None = None,
+    ) -> None:
+        self.server_adapter = server_adapter
+        #: A listening socket (or its descriptor) owned by someone else, to serve on.
+        self.listen_socket = listen_socket
+        if app is None:
+            app = server_adapter._application()
+        # cheroot reads both in __init__ (gateway choice, default server name).
+        self.wsgi_version = server_adapter.wsgi_version
+        self.version = f"morello/{_morello_version()} {cheroot.wsgi.Server.version}"
+        super().__init__(
+            server_adapter.bind_addr,
+            app,
+            numthreads=server_adapter.thread_pool,
+            server_name=server_adapter._server_name(),
+            max=server_adapter.thread_pool_max,
+            request_queue_size=server_adapter.socket_queue_size,
+            timeout=server_adapter.socket_timeout,
+            shutdown_timeout=server_adapter.shutdown_timeout,
+            accepted_queue_size=server_adapter.accepted_queue_size,
+            accepted_queue_timeout=server_adapter.accepted_queue_timeout,
+            peercreds_enabled=server_adapter.peercreds,
+            peercreds_resolve_enabled=server_adapter.peercreds_resolve,
+        )
+        self.protocol = server_adapter.protocol_version
+        self.nodelay = server_adapter.nodelay
+        self.max_request_header_size = server_adapter.max_request_header_size or 0
+        self.max_request_body_size = server_adapter.max_request_body_size or 0
+        self.ssl_adapter = server_adapter._build_ssl_adapter()
+        self.stats["Enabled"] = bool(server_adapter.statistics)
+
+    def error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
+        """Send cheroot's error messages to the bus log."""
+        self.server_adapter.bus.log(msg, level, traceback)
+
+    def prepare(self) -> None:
+        """Bind and listen (or adopt ``listen_socket``), then start the worker threads."""
+        if self.listen_socket is None:
+            super().prepare()
+            return
+        # cheroot's own prepare() always creates, binds and listen()s a socket.
+        # An inherited socket needs none of that, and listen() would even
+        # reset the backlog its owner chose for every process sharing it,
+        # so this is the rest of cheroot's preparation without the binding.
+        self.socket = self._adopt_listen_socket()
+        self.bind_addr = self.resolve_real_bind_addr(self.socket)
+        if self.software is None:
+            self.software = f"{self.version} Server"
+        self._interrupt = None
+        self._connections = connections.ConnectionManager(self)
+        self.requests.start()
+        self.ready = True
+        self._start_time = time.time()
+
+    def _adopt_listen_socket(self) -> socket.socket:
+        """Return this server's own copy of ``listen_socket``.
+
+        cheroot closes its socket on stop(); closing a duplicate leaves the
+        owner's socket (and a UNIX socket's path) untouched, ready for the
+        next server.
+        """
+        given = self.listen_socket
+        sock = socket.socket(fileno=os.dup(given)) if isinstance(given, int) else given.dup()
+        try:
+            _check_listening(sock)
+        except BaseException:
+            sock.close()
+            raise
+        # Several processes may wake up for one connection: the ones that
+        # lose the race must get EAGAIN at once and go back to their
+        # selector, not block in accept() for cheroot's one-second timeout.
+        sock.setblocking(False)
+        if self.ssl_adapter is not None:
+            sock = self.ssl_adapter.bind(sock)
+        return sock
+
+
+def _check_listening(sock: socket.socket) -> None:
+    if sock.type != socket.SOCK_STREAM:
+        raise ValueError(f"listen_socket must be a stream socket, not {sock!r}")
+    if hasattr(socket, "SO_ACCEPTCONN") and not sock.getsockopt(
+        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+    ):
+        raise ValueError(f"listen_socket must already be bound and listening: {sock!r}")
+
+
+def _socket_address(listen_socket: ListenSocket) -> BindAddr:
+    """The ``(host, port)`` or path a listening socket (or descriptor) is bound to."""
+    if isinstance(listen_socket, int):
+        with socket.socket(fileno=os.dup(listen_socket)) as sock:
+            return cheroot.server.HTTPServer.resolve_real_bind_addr(sock)
+    return cheroot.server.HTTPServer.resolve_real_bind_addr(listen_socket)
+
+
+def _morello_version() -> str:
+    return getattr(sys.modules.get("morello"), "__version__", "dev")
+
+
+class Server(ServerAdapter):
+    """The configurable HTTP server adapter (CherryPy's ``cherrypy.server``).
+
+    Set attributes, usually through the ``server`` config namespace, then
+    start the bus; the cheroot server is built from them at start time.
+    ``app`` is the WSGI application to serve (default: ``morello.tree``)
+    and ``bus`` the engine (default: ``morello.engine``).
+    """
+
+    _socket_port: int | None = 8080
+    _socket_host: str | None = "127.0.0.1"
+
+    #: A UNIX socket path to listen on instead of ``socket_host``/``socket_port``.
+    socket_file: str | None = None
+    #: The backlog passed to ``listen()``.
+    socket_queue_size: int = 5
+    #: Seconds an accepted connection may stay silent.
+    socket_timeout: float = 10
+    #: How many accepted connections may wait for a worker thread (-1: no limit).
+    accepted_queue_size: int = -1
+    #: Seconds to wait for room in that queue before answering 503.
+    accepted_queue_timeout: float = 10
+    #: Seconds to wait for worker threads to finish when stopping.
+    shutdown_timeout: float = 5
+    #: The HTTP version written in response status lines.
+    protocol_version: str = "HTTP/1.1"
+    #: Number of worker threads started.
+    thread_pool: int = 10
+    #: Maximum number of worker threads (-1: no limit).
+    thread_pool_max: int = -1
+    #: Largest request line plus headers, in bytes (0 or None: no limit).
+    max_request_header_size: int = 500 * 1024
+    #: Largest request body, in bytes (0 or None: no limit).
+    max_request_body_size: int = 100 * 1024 * 1024
+    #: A ready-made HTTP server object (or the dotted name of a factory taking
+    #: this Server) to use instead of building a :class:`WSGIServer`.
+    instance: Any = None
+    #: An :class:`ssl.SSLContext` to use instead of one built from the files below.
+    ssl_context: Any = None
+    #: Path of the PEM certificate; setting it (with the key) enables HTTPS.
+    ssl_certificate: str | None = None
+    #: Path of the intermediate certificates (CA chain).
+    ssl_certificate_chain: str | None = None
+    #: Path of the PEM private key.
+    ssl_private_key: str | None = None
+    #: OpenSSL cipher list.
+    ssl_ciphers: str | None = None
+    #: Name of the cheroot SSL adapter (``cheroot.server.ssl_adapters``).
+    ssl_module: str = "builtin"
+    #: Whether cheroot gathers statistics.
+    statistics: bool = False
+    #: Whether TCP_NODELAY is set on the listening socket.
+    nodelay: bool = True
+    #: The WSGI gateway version (``cheroot.wsgi.wsgi_gateways`` key).
+    wsgi_version: tuple[Any, int] = (1, 0)
+    #: Whether UNIX socket peer credentials go into the WSGI environ.
+    peercreds: bool = False
+    #: Whether those credentials are resolved to user and group names.
+    peercreds_resolve: bool = False
+    #: Whether the client address should be resolved to a host name
+    #: (kept for configuration compatibility; the server itself does not).
+    reverse_dns: bool = False
+    #: A listening socket (or descriptor) to serve on instead of binding one.
+    #: It is used as is and never closed or unlinked by this server.
+    listen_socket: ListenSocket | None = None
+    #: The WSGI application; None means ``morello.tree``.
+    app: WSGIApp | None = None
+
+    def __init__(self, bus: Any = None, app: WSGIApp | None = None) -> None:
+        # Re-assigning bind_addr through its setter keeps the class defaults.
+        super().__init__(bus, httpserver=None, bind_addr=self.bind_addr)
+        if app is not None:
+            self.app = app
+
+    @property
+    def bus(self) -> Any:
+        """The bus this server follows; ``morello.engine`` unless one was given."""
+        if self._bus is None:
+            import morello
+
+            self._bus = morello.engine
+        return self._bus
+
+    @bus.setter
+    def bus(self, value: Any) -> None:
+        self._bus = value
+
+    @property
+    def socket_host(self) -> str | None:
+        """The host name or IP address to listen on.
+
+        '0.0.0.0' means every IPv4 interface and '::' every IPv6 (and,
+        where supported, IPv4) interface. The empty string is refused: its
+        meaning differs between platforms.
+        """
+        return self._socket_host
+
+    @socket_host.setter
+    def socket_host(self, value: str | None) -> None:
+        if value == "":
+            raise ValueError(
+                "socket_host may not be the empty string: use '0.0.0.0' to listen on "
+                "every IPv4 interface or '::' for every IPv6 interface."
+            )
+        self._socket_host = value
+
+    @property
+    def socket_port(self) -> int | None:
+        """The TCP port to listen on; 0 lets the system pick a free one."""
+        return self._socket_port
+
+    @socket_port.setter
+    def socket_port(self, value: int | str | None) -> None:
+        if value is not None:
+            port = int(value)
+            if not 0 <= port <= 65535:
+                raise ValueError(f"socket_port must be between 0 and 65535, not {value!r}")
+            value = port
+        self._socket_port = value
+
+    @property
+    def bind_addr(self) -> BindAddr:
+        """``(socket_host, socket_port)``, or ``socket_file`` if set.
+
+        With a :attr:`listen_socket`, the address that socket is bound to.
+        """
+        if self.listen_socket is not None:
+            return _socket_address(self.listen_socket)
+        if self.socket_file:
+            return self.socket_file
+        if self.socket_host is None and self.socket_port is None:
+            return None
+        return (self.socket_host, self.socket_port)  # type: ignore[return-value]
+
+    @bind_addr.setter
+    def bind_addr(self, value: BindAddr) -> None:
+        if value is None:
+            self.socket_file = self.socket_host = self.socket_port = None
+        elif isinstance(value, (str, bytes)):
+            self.socket_file = value if isinstance(value, str) else os.fsdecode(value)
+            self.socket_host = self.socket_port = None
+        else:
+            try:
+                host, port = value
+            except (TypeError, ValueError):
+                raise ValueError(
+                    "bind_addr must be a (host, port) tuple for TCP or a string "
+                    f"(the path of a UNIX socket), not {value!r}"
+                ) from None
+            self.socket_host, self.socket_port = host, port
+            self.socket_file = None
+
+    def _application(self) -> WSGIApp:
+        # Imported late: morello.tree may not exist yet when this module loads.
+        if self.app is not None:
+            return self.app
+        import morello
+
+        return morello.tree
+
+    def _server_name(self) -> str | None:
+        addr = self.bind_addr
+        if isinstance(addr, tuple):
+            return addr[0]
+        return addr or None
+
+    def _build_ssl_adapter(self) -> Any:
+        # HTTPS is on when ssl_certificate or ssl_context is set; a given
+        # context replaces the one the adapter builds from the files.
+        if not (self.ssl_context or self.ssl_certificate):
+            return None
+        adapter_class = cheroot.server.get_ssl_adapter_class(self.ssl_module or "builtin")
+        adapter = adapter_class(
+            self.ssl_certificate,
+            self.ssl_private_key,
+            self.ssl_certificate_chain,
+            self.ssl_ciphers,
+        )
+        if self.ssl_context:
+            adapter.context = self.ssl_context
+        return adapter
+
+    def httpserver_from_self(self, httpserver: Any = None) -> tuple[Any, BindAddr]:
+        """Return ``(httpserver, bind_addr)``, building the HTTP server from these settings.
+
+        ``httpserver`` (or :attr:`instance`) is used when given; a string
+        names a factory that is called with this Server.
+        """
+        if httpserver is None:
+            httpserver = self.instance
+        if httpserver is None:
+            httpserver = WSGIServer(self, self._application(), listen_socket=self.listen_socket)
+        elif isinstance(httpserver, str):
+            from morello.configfile import resolve_name
+
+            httpserver = resolve_name(httpserver)(self)
+        return httpserver, self.bind_addr
+
+    def start(self) -> None:
+        """Build the HTTP server if needed, then start it."""
+        if not self.httpserver:
+            self.httpserver, _ = self.httpserver_from_self()
+        super().start()
+
+    start.priority = 75  # type: ignore[attr-defined]
+
+    def base(self) -> str:
+        """The server's base URL, ``scheme://host[:port]``, or its socket file.
+
+        A wildcard host is replaced by this machine's host name; port 0 by
+        the port actually bound, once known.
+        """
+        addr = self.bound_addr
+        if not isinstance(addr, tuple):
+            return addr or ""
+        host, port = addr
+        if host in ("0.0.0.0", "::"):
+            host = socket.gethostname()
+        scheme = "https" if self.ssl_certificate else "http"
+        return format_url(scheme, host, port)
+
+
+def server_namespace_handler(key: str, value: Any) -> None:
+    """Apply a ``server.*`` config entry.
+
+    ``server.socket_port`` sets ``morello.server.socket_port``;
+    ``server.<name>.<attribute>`` configures the extra server
+    ``morello.servers[name]``, creating it (subscribed to the engine) on
+    first use. ``server.<name>.on = False`` unsubscribes it.
+    """
+    import morello
+
+    name, _, attribute = key.partition(".")
+    if not attribute:
+        setattr(morello.server, key, value)
+        return
+    servers = morello.servers
+    server = servers.get(name)
+    if server is None:
+        server = servers[name] = Server()
+        server.subscribe()
+    if attribute == "on":
+        if value:
+            server.subscribe()
+        else:
+            server.unsubscribe()
+    else:
+        setattr(server, attribute, value)

@@ -1,0 +1,210 @@
+"""The Tool API: reusable request behaviour switched on per path by config.
+
+A tool wraps a callable and the hook point it runs at. ``tools.<name>.on =
+True`` in config (or the tool used as a decorator) attaches it to each
+matching request; the other ``tools.<name>.<arg>`` keys become its keyword
+arguments.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from morello.errors import NotFound
+from morello.exposure import expose
+from morello.serving import serving
+
+_ON_ERROR = (
+    "Tools cannot be switched on directly. Switch them on in config, "
+    "or use them as decorators on your page handlers."
+)
+
+
+def _argument_names(func: Callable[..., Any]) -> list[str]:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+
+
+class Tool:
+    """Attach ``callable`` at hook ``point`` when switched on.
+
+    ``name`` is filled in when the tool is assigned to a :class:`Toolbox`.
+    """
+
+    namespace = "tools"
+
+    def __init__(
+        self, point: str | None, callable: Callable[..., Any], name: str | None = None, priority: int = 50
+    ) -> None:
+        self._point = point
+        self.callable = callable
+        self._name = name
+        self._priority = priority
+        self.__doc__ = callable.__doc__
+        # Expose the arguments as attributes so help() and completion see them.
+        for arg in _argument_names(callable):
+            setattr(self, arg, None)
+
+    @property
+    def on(self) -> bool:
+        raise AttributeError(_ON_ERROR)
+
+    @on.setter
+    def on(self, value: bool) -> None:
+        raise AttributeError(_ON_ERROR)
+
+    def _merged_args(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """This tool's config for the current request, updated with ``overrides``."""
+        conf = dict(overrides) if overrides else {}
+        conf.update(serving.request.toolmaps[self.namespace].get(self._name, ()))
+        conf.pop("on", None)
+        return conf
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        """Use the tool as a decorator: switch it on for one handler."""
+        if args:
+            raise TypeError(
+                f"The {self._name!r} Tool does not accept positional arguments; "
+                "you must use keyword arguments."
+            )
+        prefix = f"{self.namespace}.{self._name}."
+
+        def decorate(func: Any) -> Any:
+            conf = func.__dict__.setdefault("_cp_config", {})
+            conf[prefix + "on"] = True
+            for key, value in kwargs.items():
+                conf[prefix + key] = value
+            return func
+
+        return decorate
+
+    def _priority_from(self, conf: dict[str, Any]) -> int:
+        priority = conf.pop("priority", None)
+        if priority is None:
+            priority = getattr(self.callable, "priority", self._priority)
+        return priority
+
+    def _setup(self) -> None:
+        """Attach the tool to the current request (called when it is on)."""
+        conf = self._merged_args()
+        priority = self._priority_from(conf)
+        serving.request.hooks.attach(self._point, self.callable, priority=priority, **conf)
+
+
+class HandlerTool(Tool):
+    """A tool that may answer the request itself instead of the handler.
+
+    The callable returns True when it produced the response (the page
+    handler is then skipped). :meth:`handler` turns the tool into a page
+    handler of its own.
+    """
+
+    def __init__(self, callable: Callable[..., Any], name: str | None = None) -> None:
+        super().__init__("before_handler", callable, name)
+
+    def handler(self, *args: Any, **kwargs: Any) -> Callable[..., Any]:
+        """A page handler that runs this tool (404 when it does not answer)."""
+
+        @expose
+        def handle(*_args: Any, **_kwargs: Any) -> Any:
+            if not self.callable(*args, **self._merged_args(kwargs)):
+                raise NotFound()
+            return serving.response.body
+
+        return handle
+
+    def _wrapper(self, **kwargs: Any) -> None:
+        if self.callable(**kwargs):
+            serving.request.handler = None
+
+    def _setup(self) -> None:
+        conf = self._merged_args()
+        priority = self._priority_from(conf)
+        serving.request.hooks.attach(self._point, self._wrapper, priority=priority, **conf)
+
+
+class HandlerWrapperTool(Tool):
+    """A tool that wraps the page handler: ``newhandler(next_handler, *args, **kwargs)``."""
+
+    def __init__(
+        self,
+        newhandler: Callable[..., Any],
+        point: str = "before_handler",
+        name: str | None = None,
+        priority: int = 50,
+    ) -> None:
+        self.newhandler = newhandler
+        self._point = point
+        self._name = name
+        self._priority = priority
+
+    def callable(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        inner = serving.request.handler
+
+        def wrap(*a: Any, **kw: Any) -> Any:
+            return self.newhandler(inner, *a, **kw)
+
+        serving.request.handler = wrap
+
+
+class ErrorTool(Tool):
+    """A tool that replaces ``request.error_response`` (the 500 page builder)."""
+
+    def __init__(self, callable: Callable[..., Any], name: str | None = None) -> None:
+        super().__init__(None, callable, name)
+
+    def _wrapper(self) -> None:
+        self.callable(**self._merged_args())
+
+    def _setup(self) -> None:
+        serving.request.error_response = self._wrapper
+
+
+class Toolbox:
+    """A namespace of tools (``tools``); also the config handler for it."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, Tool):
+            if value._name is None:
+                value._name = name
+            value.namespace = self.namespace
+        object.__setattr__(self, name, value)
+
+    # The request applies config namespaces as context managers: collect the
+    # ``<tool>.<arg>`` keys on enter, set up the tools that are on at exit.
+    def __enter__(self) -> Callable[[str, Any], None]:
+        serving.request.toolmaps[self.namespace] = toolmap = {}
+
+        def populate(key: str, value: Any) -> None:
+            tool_name, arg = key.split(".", 1)
+            toolmap.setdefault(tool_name, {})[arg] = value
+
+        return populate
+
+    def __exit__(self, *exc_info: Any) -> None:
+        toolmap = serving.request.toolmaps.get(self.namespace)
+        if toolmap:
+            for name, settings in toolmap.items():
+                if settings.get("on", False):
+                    getattr(self, name)._setup()
+
+    def register(self, point: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: make the function a tool of this box at ``point``."""
+
+        def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+            setattr(self, kwargs.get("name", func.__name__), Tool(point, func, **kwargs))
+            return func
+
+        return decorate
