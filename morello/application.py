@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import morello
 from morello import configuration
 from morello.gateway import WSGIPipeline
 from morello.http_request import Request
@@ -89,27 +90,24 @@ class Application:
 
     def get_serving(self, local: Host, remote: Host, scheme: str, server_protocol: str) -> tuple[Any, Any]:
         """Create the request and response for this thread and make them current."""
-        from morello import engine
-
         request = self.request_class(local, remote, scheme, server_protocol)
         request.app = self
         request.namespaces.update(self.toolboxes)
         response = self.response_class()
         serving.load(request, response)
-        engine.publish("acquire_thread")
-        engine.publish("before_request")
+        publish = morello.engine.publish
+        publish("acquire_thread")
+        publish("before_request")
         return request, response
 
     def release_serving(self) -> None:
         """Close the current request and forget it."""
-        from morello import engine, log
-
         request = serving.request
-        engine.publish("after_request")
+        morello.engine.publish("after_request")
         try:
             request.close()
         except Exception:
-            log(traceback=True, severity=40)
+            morello.log(traceback=True, severity=40)
         serving.clear()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:

@@ -12,6 +12,7 @@ import string
 from collections.abc import Callable
 from typing import Any
 
+import morello
 from morello.errors import HTTPError, MorelloException, NotFound
 from morello.serving import serving
 
@@ -217,9 +218,7 @@ class Dispatcher:
             trail.append((name, node, conf, left))
 
         def merged_config() -> dict[str, Any]:
-            from morello import config as global_config
-
-            base = global_config.copy()
+            base = morello.config.copy()
             for _name, _node, conf, left in trail:
                 base.update(conf)
                 if "tools.staticdir.dir" in conf:

@@ -28,13 +28,15 @@ _CGI_HEADERS = {
 }
 
 
-def translate_headers(environ: dict[str, Any]) -> Iterator[tuple[str, str]]:
+def translate_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
     """The request headers as ``(Name, value)`` pairs from a WSGI environ."""
+    headers = []
     for key, value in environ.items():
         if key[:5] == "HTTP_":
-            yield key[5:].replace("_", "-"), value
+            headers.append((key[5:].replace("_", "-"), value))
         elif key in _CGI_HEADERS:
-            yield _CGI_HEADERS[key], value
+            headers.append((_CGI_HEADERS[key], value))
+    return headers
 
 
 class AppResponse:
@@ -106,7 +108,7 @@ class AppResponse:
             path,
             query_string,
             env("SERVER_PROTOCOL"),
-            list(translate_headers(environ)),
+            translate_headers(environ),
             environ["wsgi.input"],
         )
 

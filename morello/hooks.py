@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import morello
+from morello.errors import HTTPError, HTTPRedirect, InternalRedirect
+
 #: The stages of a request, in the order they run.
 HOOK_POINTS = (
     "on_start_resource",
@@ -89,8 +92,6 @@ class HookMap(dict):
     @classmethod
     def run_hooks(cls, hooks: Iterable[Hook]) -> None:
         """Run ``hooks`` in the given order with failsafe semantics."""
-        from morello.errors import HTTPError, HTTPRedirect, InternalRedirect
-
         error: BaseException | None = None
         for hook in hooks:
             if error is not None and not hook.failsafe:
@@ -103,9 +104,7 @@ class HookMap(dict):
                 error = exc
             except Exception as exc:
                 error = exc
-                from morello import log
-
-                log(traceback=True, severity=40)
+                morello.log(traceback=True, severity=40)
         if error is not None:
             raise error
 

@@ -11,6 +11,7 @@ import uuid
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
+import morello
 from morello import namespaces
 from morello.body import RequestBody
 from morello.dispatch import Dispatcher
@@ -178,21 +179,15 @@ class Request:
             if self.throw_errors:
                 raise
             # The error machinery itself failed: fall back to a bare 500.
-            from morello import log
-
-            log(traceback=True, severity=40)
+            morello.log(traceback=True, severity=40)
             body = format_exc() if self.show_tracebacks else ""
             response.output_status, response.header_list, response.body = bare_error(body)
         if self.method == "HEAD":
             response.body = []
         try:
-            from morello import log
-
-            log.access()
+            morello.log.access()
         except Exception:
-            from morello import log
-
-            log.error(traceback=True)
+            morello.log.error(traceback=True)
         return response
 
     def respond(self, path_info: str) -> None:

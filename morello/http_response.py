@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from http.cookies import SimpleCookie
 from typing import Any
 
+import morello
 from morello.errors import HTTPError
 from morello.lib import file_generator
 from morello.lib.httputil import HTTPDate, HeaderMap, valid_status
@@ -72,18 +73,17 @@ class Response:
     stream = False
     #: The final status line (str), valid after :meth:`finalize`.
     output_status: str | None = None
-    server_header = "morello"
+    #: The ``Server`` header of every response.
+    server_header = f"morello/{morello.__version__}"
 
     def __init__(self) -> None:
-        from morello import __version__
-
         self.status = None
         self.header_list = None
         self._body: Any = []
         self.time = now = time.time()
         self.headers = headers = HeaderMap()
         dict.__setitem__(headers, "Content-Type", "text/html")
-        dict.__setitem__(headers, "Server", f"{self.server_header}/{__version__}")
+        dict.__setitem__(headers, "Server", self.server_header)
         dict.__setitem__(headers, "Date", _DateCache.get(now))
         self.cookie = SimpleCookie()
 

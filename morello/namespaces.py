@@ -14,21 +14,27 @@ from morello.hooks import Hook
 from morello.serving import serving
 
 
+_EMPTY: dict[str, Any] = {}
+
+
 class NamespaceSet(dict):
     """Namespace name -> handler; calling it applies a config dict."""
 
     def __call__(self, config: Mapping[str, Any]) -> None:
         """Give each handler the keys of its namespace (all handlers run)."""
+        # This runs for every request: keep it to one pass over the config.
         grouped: dict[str, dict[str, Any]] = {}
         for key, value in config.items():
-            prefix, dot, rest = key.partition(".")
-            if dot:
-                bucket = grouped.get(prefix)
-                if bucket is None:
-                    grouped[prefix] = bucket = {}
-                bucket[rest] = value
+            dot = key.find(".")
+            if dot > 0:
+                prefix = key[:dot]
+                if prefix in self:
+                    bucket = grouped.get(prefix)
+                    if bucket is None:
+                        grouped[prefix] = bucket = {}
+                    bucket[key[dot + 1 :]] = value
         for name, handler in self.items():
-            entries = grouped.get(name, {})
+            entries = grouped.get(name, _EMPTY)
             exit_ = getattr(handler, "__exit__", None)
             if exit_ is None:
                 for key, value in entries.items():

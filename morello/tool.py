@@ -16,6 +16,7 @@ from morello.errors import NotFound
 from morello.exposure import expose
 from morello.serving import serving
 
+_NO_CONFIG: dict[str, Any] = {}
 _ON_ERROR = (
     "Tools cannot be switched on directly. Switch them on in config, "
     "or use them as decorators on your page handlers."
@@ -65,7 +66,7 @@ class Tool:
     def _merged_args(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """This tool's config for the current request, updated with ``overrides``."""
         conf = dict(overrides) if overrides else {}
-        conf.update(serving.request.toolmaps[self.namespace].get(self._name, ()))
+        conf.update(serving.request.toolmaps[self.namespace].get(self._name, _NO_CONFIG))
         conf.pop("on", None)
         return conf
 

@@ -149,6 +149,11 @@ def test_calls() -> None:
     assert nested == [datetime.timedelta(minutes=2), {"a": (1, 2)}]
 
 
+def test_morello_dispatcher_call() -> None:
+    dispatch = pytest.importorskip("morello.dispatch")
+    assert type(parse_value("morello.dispatch.MethodDispatcher()")) is dispatch.MethodDispatcher
+
+
 def test_cherrypy_prefixed_names_resolve_like_any_module() -> None:
     cherrypy = pytest.importorskip("cherrypy")
     dispatcher = parse_value("cherrypy.dispatch.MethodDispatcher()")

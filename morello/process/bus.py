@@ -209,7 +209,7 @@ class Bus:
             )
 
         results: list[Any] = []
-        failures = ChannelFailures()
+        failures: ChannelFailures | None = None  # created on the first error only
         for listener in snapshot:
             try:
                 results.append(listener(*args, **kwargs))
@@ -221,6 +221,8 @@ class Bus:
                     exc.code = 1
                 raise
             except Exception:
+                if failures is None:
+                    failures = ChannelFailures()
                 failures.handle_exception()
                 if channel == "log":
                     self._report_log_failure(listener)
@@ -228,7 +230,7 @@ class Bus:
                     self.log(
                         f"Error in {channel!r} listener {listener!r}", level=40, traceback=True
                     )
-        if failures and channel != "log":
+        if failures is not None and channel != "log":
             raise failures from failures.get_instances()[0]
         return results
 
