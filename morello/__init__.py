@@ -20,6 +20,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 from morello import dispatch, lib
+from morello import tool as _cptools  # noqa: F401 - where CherryPy documents Toolbox, HandlerTool
 from morello.application import Application, Tree
 from morello.checker import Checker
 from morello.configuration import (

@@ -10,6 +10,8 @@ _KNOWN_NAMESPACES = {
     "checker", "engine", "error_page", "hooks", "log", "request", "response",
     "server", "tools", "tree", "wsgi",
 }  # fmt: skip
+# Namespaces only the global config applies.
+_SITE_WIDE_NAMESPACES = {"checker", "engine", "server", "tree"}
 
 
 class Checker:
@@ -36,12 +38,7 @@ class Checker:
         known = _KNOWN_NAMESPACES | set(getattr(app, "toolboxes", {})) | set(app.namespaces)
         for section, values in config.items():
             if section == "global":
-                warnings.warn(
-                    f"The application mounted at {script_name!r} has a [global] section; "
-                    "global config belongs in morello.config.update(), not in app config.",
-                    stacklevel=2,
-                )
-                continue
+                continue  # quickstart hands one config to both config.update and mount
             if not section.startswith("/"):
                 warnings.warn(
                     f"The application mounted at {script_name!r} has config section "
@@ -57,8 +54,18 @@ class Checker:
             if not isinstance(values, dict):
                 continue
             for key in values:
-                namespace = key.split(".", 1)[0]
-                if "." in key and namespace not in known:
+                namespace, dot, _ = key.partition(".")
+                if not dot:
+                    continue
+                if namespace in _SITE_WIDE_NAMESPACES:
+                    warnings.warn(
+                        f"{key!r} in section {section!r} of the application at "
+                        f"{script_name!r} has no effect: it is only allowed in site-wide "
+                        "config. Move it to a [global] section and pass it to "
+                        "morello.config.update() instead of tree.mount().",
+                        stacklevel=2,
+                    )
+                elif namespace not in known:
                     warnings.warn(
                         f"Unknown config namespace {namespace!r} in {key!r} "
                         f"(section {section!r} of the application at {script_name!r}).",

@@ -10,6 +10,7 @@ namespace has a handler that applies its keys.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -56,10 +57,18 @@ environments: dict[str, dict[str, Any]] = {
 
 
 def load(source: Any) -> dict[str, Any]:
-    """A config dict from a dict (copied), a filename or an open file."""
+    """A config dict from a dict (copied), a filename or an open file.
+
+    A config file named by path is watched by the autoreloader, as a module is.
+    """
     if isinstance(source, dict):
         return source.copy()
-    return configfile.load(source)
+    config = configfile.load(source)
+    if isinstance(source, (str, bytes, os.PathLike)):
+        from morello import engine
+
+        engine.autoreload.files.add(os.path.abspath(os.fsdecode(source)))
+    return config
 
 
 def merge(base: dict[str, dict[str, Any]], other: Any) -> None:
@@ -135,10 +144,19 @@ class Config(dict):
         """Decorator: ``@config(**{'tools.gzip.on': True})`` on a handler."""
 
         def decorate(func: Any) -> Any:
-            func.__dict__.setdefault("_cp_config", {}).update(kwargs)
+            handler_config(func).update(kwargs)
             return func
 
         return decorate
+
+
+def handler_config(obj: Any) -> dict[str, Any]:
+    """The ``_cp_config`` dict of a handler function or class, created if missing."""
+    conf = vars(obj).get("_cp_config")
+    if conf is None:
+        # A class may inherit one: extend a copy rather than the base class's.
+        conf = obj._cp_config = dict(getattr(obj, "_cp_config", {}))
+    return conf
 
 
 def engine_namespace(key: str, value: Any) -> None:

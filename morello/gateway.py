@@ -9,6 +9,7 @@ response body.
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -45,6 +46,7 @@ class AppResponse:
     def __init__(self, environ: dict[str, Any], start_response: Callable[..., Any], app: Any) -> None:
         self.app = app
         self.environ = environ
+        self.start_response = start_response
         try:
             self.run()
             response = serving.response
@@ -66,12 +68,17 @@ class AppResponse:
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception:
-            # Headers are out: all we can do is log and abort the connection,
-            # so that the client sees a truncated body rather than a short one.
             from morello import log
 
-            log(format_exc(), severity=40)
-            raise
+            tb = format_exc()
+            log(tb, severity=40)
+            # The server sends the headers with the first non-empty chunk: until
+            # then the client can still get a bare 500. Afterwards start_response
+            # re-raises (WSGI's rule) and the connection is cut short, so that the
+            # client sees a truncated body rather than a short one.
+            status, headers, body = bare_error(tb if serving.request.show_tracebacks else "")
+            self.start_response(status, headers, sys.exc_info())
+            yield from body
 
     def close(self) -> None:
         """Finish the request (on_end_request hooks) and release the thread."""
@@ -195,8 +202,9 @@ class InternalRedirector:
 class WSGIPipeline:
     """An application's WSGI callable: middleware around :class:`AppResponse`.
 
-    Config: ``wsgi.pipeline = [(name, middleware_factory), ...]`` replaces the
-    middleware list; ``wsgi.<name>.<arg>`` passes keyword arguments to one.
+    Config: ``wsgi.pipeline = [(name, middleware_factory), ...]`` appends to
+    the middleware list (innermost last); ``wsgi.<name>.<arg>`` passes keyword
+    arguments to one; ``wsgi.response_class`` replaces :class:`AppResponse`.
     """
 
     pipeline: list[tuple[str, Callable[..., WSGIApp]]] = [
@@ -204,6 +212,7 @@ class WSGIPipeline:
         ("InternalRedirector", InternalRedirector),
     ]
     head: WSGIApp | None = None
+    response_class: type[AppResponse] = AppResponse
 
     def __init__(self, app: Any, pipeline: list[tuple[str, Callable[..., WSGIApp]]] | None = None) -> None:
         self.app = app
@@ -213,12 +222,16 @@ class WSGIPipeline:
         self.config: dict[str, dict[str, Any]] = {}
 
     def tail(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> AppResponse:
-        return AppResponse(environ, start_response, self.app)
+        return self.response_class(environ, start_response, self.app)
 
     def namespace_handler(self, key: str, value: Any) -> None:
         """The ``wsgi`` config namespace."""
         if key == "pipeline":
-            self.pipeline = list(value)
+            # Added to the defaults, as in CherryPy; merging the same config
+            # again must not stack the middleware twice.
+            self.pipeline.extend(entry for entry in value if entry not in self.pipeline)
+        elif key == "response_class":
+            self.response_class = value
         else:
             name, arg = key.split(".", 1)
             self.config.setdefault(name, {})[arg] = value

@@ -23,7 +23,7 @@ from morello.errors import (
     format_exc,
 )
 from morello.hooks import HOOK_POINTS, HookMap
-from morello.lib.httputil import HeaderMap, Host, decode_TEXT_maybe, parse_query_string
+from morello.lib.httputil import HeaderMap, Host, decode_TEXT, parse_query_string
 from morello.serving import serving
 
 
@@ -272,7 +272,8 @@ class Request:
         for name, value in self.header_list:
             name = name.title()
             value = value.strip()
-            dict.__setitem__(headers, name, decode_TEXT_maybe(value))
+            # RFC 2047 words are rare: only pay for decoding when one is there.
+            dict.__setitem__(headers, name, decode_TEXT(value) if "=?" in value else value)
             if name == "Cookie":
                 try:
                     self.cookie.load(value)

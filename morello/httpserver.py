@@ -62,25 +62,19 @@ class WSGIServer(cheroot.wsgi.Server):
 
     ConnectionClass = Connection
 
-    def __init__(
-        self,
-        server_adapter: Server,
-        app: WSGIApp | None = None,
-        listen_socket: ListenSocket | None = None,
-    ) -> None:
+    def __init__(self, server_adapter: Server, app: WSGIApp | None = None) -> None:
         self.server_adapter = server_adapter
         #: A listening socket (or its descriptor) owned by someone else, to serve on.
-        self.listen_socket = listen_socket
-        if app is None:
-            app = server_adapter._application()
+        self.listen_socket = server_adapter.listen_socket
         # cheroot reads both in __init__ (gateway choice, default server name).
         self.wsgi_version = server_adapter.wsgi_version
         self.version = f"morello/{_morello_version()} {cheroot.wsgi.Server.version}"
+        bind_addr = server_adapter.bind_addr
         super().__init__(
-            server_adapter.bind_addr,
-            app,
+            bind_addr,
+            app if app is not None else _application(server_adapter),
             numthreads=server_adapter.thread_pool,
-            server_name=server_adapter._server_name(),
+            server_name=bind_addr[0] if isinstance(bind_addr, tuple) else bind_addr,
             max=server_adapter.thread_pool_max,
             request_queue_size=server_adapter.socket_queue_size,
             timeout=server_adapter.socket_timeout,
@@ -94,7 +88,7 @@ class WSGIServer(cheroot.wsgi.Server):
         self.nodelay = server_adapter.nodelay
         self.max_request_header_size = server_adapter.max_request_header_size or 0
         self.max_request_body_size = server_adapter.max_request_body_size or 0
-        self.ssl_adapter = server_adapter._build_ssl_adapter()
+        self.ssl_adapter = _ssl_adapter(server_adapter)
         self.stats["Enabled"] = bool(server_adapter.statistics)
 
     def error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
@@ -128,7 +122,7 @@ class WSGIServer(cheroot.wsgi.Server):
         next server.
         """
         given = self.listen_socket
-        sock = socket.socket(fileno=os.dup(given)) if isinstance(given, int) else given.dup()
+        sock = _socket_from_fd(given) if isinstance(given, int) else given.dup()
         try:
             _check_listening(sock)
         except BaseException:
@@ -143,6 +137,16 @@ class WSGIServer(cheroot.wsgi.Server):
         return sock
 
 
+def _socket_from_fd(fd: int) -> socket.socket:
+    """A new socket object on a duplicate of ``fd``, leaving ``fd`` itself alone."""
+    copy = os.dup(fd)
+    try:
+        return socket.socket(fileno=copy)
+    except BaseException:
+        os.close(copy)
+        raise
+
+
 def _check_listening(sock: socket.socket) -> None:
     if sock.type != socket.SOCK_STREAM:
         raise ValueError(f"listen_socket must be a stream socket, not {sock!r}")
@@ -155,9 +159,35 @@ def _check_listening(sock: socket.socket) -> None:
 def _socket_address(listen_socket: ListenSocket) -> BindAddr:
     """The ``(host, port)`` or path a listening socket (or descriptor) is bound to."""
     if isinstance(listen_socket, int):
-        with socket.socket(fileno=os.dup(listen_socket)) as sock:
+        with _socket_from_fd(listen_socket) as sock:
             return cheroot.server.HTTPServer.resolve_real_bind_addr(sock)
     return cheroot.server.HTTPServer.resolve_real_bind_addr(listen_socket)
+
+
+def _application(server: Server) -> WSGIApp:
+    if server.app is not None:
+        return server.app
+    # Imported late: morello.tree does not exist yet when this module loads.
+    import morello
+
+    return morello.tree
+
+
+def _ssl_adapter(server: Server) -> Any:
+    """A cheroot SSL adapter for the server's ``ssl_*`` settings, or None for plain HTTP."""
+    if not (server.ssl_context or server.ssl_certificate):
+        return None
+    adapter_class = cheroot.server.get_ssl_adapter_class(server.ssl_module or "builtin")
+    adapter = adapter_class(
+        server.ssl_certificate,
+        server.ssl_private_key,
+        server.ssl_certificate_chain,
+        server.ssl_ciphers,
+    )
+    if server.ssl_context:
+        # A given context replaces the one the adapter built from the files.
+        adapter.context = server.ssl_context
+    return adapter
 
 
 def _morello_version() -> str:
@@ -316,36 +346,6 @@ class Server(ServerAdapter):
             self.socket_host, self.socket_port = host, port
             self.socket_file = None
 
-    def _application(self) -> WSGIApp:
-        # Imported late: morello.tree may not exist yet when this module loads.
-        if self.app is not None:
-            return self.app
-        import morello
-
-        return morello.tree
-
-    def _server_name(self) -> str | None:
-        addr = self.bind_addr
-        if isinstance(addr, tuple):
-            return addr[0]
-        return addr or None
-
-    def _build_ssl_adapter(self) -> Any:
-        # HTTPS is on when ssl_certificate or ssl_context is set; a given
-        # context replaces the one the adapter builds from the files.
-        if not (self.ssl_context or self.ssl_certificate):
-            return None
-        adapter_class = cheroot.server.get_ssl_adapter_class(self.ssl_module or "builtin")
-        adapter = adapter_class(
-            self.ssl_certificate,
-            self.ssl_private_key,
-            self.ssl_certificate_chain,
-            self.ssl_ciphers,
-        )
-        if self.ssl_context:
-            adapter.context = self.ssl_context
-        return adapter
-
     def httpserver_from_self(self, httpserver: Any = None) -> tuple[Any, BindAddr]:
         """Return ``(httpserver, bind_addr)``, building the HTTP server from these settings.
 
@@ -355,7 +355,7 @@ class Server(ServerAdapter):
         if httpserver is None:
             httpserver = self.instance
         if httpserver is None:
-            httpserver = WSGIServer(self, self._application(), listen_socket=self.listen_socket)
+            httpserver = WSGIServer(self)
         elif isinstance(httpserver, str):
             from morello.configfile import resolve_name
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from morello.lib.httputil import HeaderMap
 
@@ -49,8 +49,9 @@ def dash_boundary(boundary: str) -> bytes:
     return b"--" + boundary.encode("ascii")
 
 
-def read_headers(fp: SizedReader) -> HeaderMap:
-    """Read one part's header block (up to and including the blank line).
+def read_headers(fp: Any) -> HeaderMap:
+    """Read one part's header block (up to and including the blank line) from
+    ``fp``, which needs ``readline(size)``.
 
     Header values are decoded as ISO-8859-1; repeated headers are joined
     with ``', '`` and folded continuation lines with a space.

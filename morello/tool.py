@@ -12,8 +12,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from morello.configuration import handler_config
 from morello.errors import NotFound
 from morello.exposure import expose
+from morello.hooks import Hook
 from morello.serving import serving
 
 _NO_CONFIG: dict[str, Any] = {}
@@ -80,7 +82,7 @@ class Tool:
         prefix = f"{self.namespace}.{self._name}."
 
         def decorate(func: Any) -> Any:
-            conf = func.__dict__.setdefault("_cp_config", {})
+            conf = handler_config(func)
             conf[prefix + "on"] = True
             for key, value in kwargs.items():
                 conf[prefix + key] = value
@@ -88,17 +90,17 @@ class Tool:
 
         return decorate
 
-    def _priority_from(self, conf: dict[str, Any]) -> int:
+    def _attach(self, callback: Callable[..., Any]) -> None:
+        """Attach ``callback`` at this tool's point with the tool's config as kwargs."""
+        conf = self._merged_args()
         priority = conf.pop("priority", None)
         if priority is None:
             priority = getattr(self.callable, "priority", self._priority)
-        return priority
+        serving.request.hooks[self._point].append(Hook(callback, None, priority, **conf))
 
     def _setup(self) -> None:
         """Attach the tool to the current request (called when it is on)."""
-        conf = self._merged_args()
-        priority = self._priority_from(conf)
-        serving.request.hooks.attach(self._point, self.callable, priority=priority, **conf)
+        self._attach(self.callable)
 
 
 class HandlerTool(Tool):
@@ -128,9 +130,7 @@ class HandlerTool(Tool):
             serving.request.handler = None
 
     def _setup(self) -> None:
-        conf = self._merged_args()
-        priority = self._priority_from(conf)
-        serving.request.hooks.attach(self._point, self._wrapper, priority=priority, **conf)
+        self._attach(self._wrapper)
 
 
 class HandlerWrapperTool(Tool):

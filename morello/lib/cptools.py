@@ -6,14 +6,13 @@ import logging
 
 from morello.errors import HTTPRedirect
 from morello.serving import serving
+from morello.urls import url
 
 
 def trailing_slash(missing: bool = True, extra: bool = False, status: int | None = None,
                    debug: bool = False) -> None:
     """Redirect ``/dir`` to ``/dir/`` for index handlers (``missing``) and,
     if ``extra``, ``/page/`` to ``/page`` for the others."""
-    from morello.urls import url
-
     request = serving.request
     path_info = request.path_info
     if request.is_index is True:
@@ -42,7 +41,6 @@ def log_hooks(debug: bool = False) -> None:
     """Write the hooks attached to this request to the error log."""
     from morello import log
     from morello.hooks import HOOK_POINTS
-    from morello.urls import url
 
     hooks = serving.request.hooks
     points = list(HOOK_POINTS) + [p for p in hooks if p not in HOOK_POINTS]

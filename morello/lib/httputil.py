@@ -243,8 +243,12 @@ def parse_query_string(
         x, y = query_string.split(",")
         return {"x": int(x), "y": int(y)}
     params: dict[str, Any] = {}
+    # CherryPy separates pairs with ';' as well as '&' (HTML 4's advice).
     for name, value in urllib.parse.parse_qsl(
-        query_string, keep_blank_values=keep_blank_values, encoding=encoding, errors="strict"
+        query_string.replace(";", "&"),
+        keep_blank_values=keep_blank_values,
+        encoding=encoding,
+        errors="strict",
     ):
         if name in params:
             existing = params[name]

@@ -1,8 +1,9 @@
 """Run an HTTP server under the control of a :class:`~morello.process.bus.Bus`.
 
 A :class:`ServerAdapter` is a bus plugin: once subscribed, ``bus.start()``
-starts its HTTP server in a background thread, ``bus.stop()`` stops it and
-``bus.graceful()`` restarts it. Several adapters can share one bus, for
+starts its HTTP server in a background thread and ``bus.stop()`` stops it;
+``bus.graceful()`` leaves it alone, so a graceful reload of the application
+never closes the listening socket. Several adapters can share one bus, for
 example to serve on two ports::
 
     ServerAdapter(bus, WSGIServer(("0.0.0.0", 80), app), ("0.0.0.0", 80)).subscribe()
@@ -159,16 +160,14 @@ class ServerAdapter:
         self._listening_port: int | None = None
 
     def subscribe(self) -> None:
-        """Start, stop and restart the server along with the bus."""
+        """Start and stop the server along with the bus."""
         self.bus.subscribe("start", self.start)
         self.bus.subscribe("stop", self.stop)
-        self.bus.subscribe("graceful", self.graceful)
 
     def unsubscribe(self) -> None:
         """Detach the server from the bus."""
         self.bus.unsubscribe("start", self.start)
         self.bus.unsubscribe("stop", self.stop)
-        self.bus.unsubscribe("graceful", self.graceful)
 
     # -- properties --------------------------------------------------------
 
@@ -304,9 +303,9 @@ class ServerAdapter:
             if self.interrupt is not None:
                 raise self.interrupt
             if thread is not None and not thread.is_alive():
-                if self.interrupt is not None:
-                    raise self.interrupt
-                raise RuntimeError(f"HTTP server {self.httpserver} stopped before it was ready")
+                raise self.interrupt or RuntimeError(
+                    f"HTTP server {self.httpserver} stopped before it was ready"
+                )
             if thread is not None:
                 thread.join(_POLL_INTERVAL)
             else:
@@ -350,8 +349,3 @@ class ServerAdapter:
         """Stop, then start the HTTP server."""
         self.stop()
         self.start()
-
-    def graceful(self) -> None:
-        """Restart the HTTP server if it is serving (the bus ``graceful`` channel)."""
-        if self.running:
-            self.restart()

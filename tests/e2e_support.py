@@ -1,0 +1,151 @@
+"""Helpers for the end-to-end tests: raw HTTP over loopback and a CherryPy reference.
+
+Apps used for comparisons are written once as ``build(cherrypy)`` functions
+returning ``(root, app_config)``; :func:`cherrypy_reference` serves the same
+builder with CherryPy 18 in a subprocess so a test can compare statuses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import http.client
+import os
+import select
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from morello.testing import HOST, free_port
+
+TIMEOUT = 5.0
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass
+class Reply:
+    """One parsed response from :func:`exchange`."""
+
+    status: int
+    reason: str
+    headers: http.client.HTTPMessage
+    body: bytes
+    version: int  # 10 or 11, as http.client reports it
+    will_close: bool
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+def connect(port: int, timeout: float = TIMEOUT) -> socket.socket:
+    """A client socket connected to the test server on loopback."""
+    return socket.create_connection((HOST, port), timeout=timeout)
+
+
+def read_reply(sock: socket.socket, method: str = "GET") -> Reply:
+    """Parse one response from ``sock`` (keeps the socket usable for keep-alive)."""
+    raw = http.client.HTTPResponse(sock, method=method)
+    raw.begin()
+    body = raw.read()
+    return Reply(raw.status, raw.reason, raw.msg, body, raw.version, raw.will_close)
+
+
+def exchange(port: int, data: bytes, method: str = "GET") -> Reply:
+    """Send raw request bytes on a new connection and parse the response."""
+    with connect(port) as sock:
+        sock.sendall(data)
+        return read_reply(sock, method)
+
+
+def read_until_closed(sock: socket.socket, limit: int = 50_000_000) -> bytes:
+    """Everything the server sends until it closes (bounded by the socket timeout)."""
+    chunks = []
+    total = 0
+    while total < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def raw_exchange(port: int, data: bytes, shutdown: bool = False) -> bytes:
+    """Send raw bytes and return the raw bytes received until the server closes.
+
+    With ``shutdown``, the client half-closes after sending, so a server
+    waiting for more request bytes sees the end of the stream.
+    """
+    with connect(port) as sock:
+        sock.sendall(data)
+        if shutdown:
+            sock.shutdown(socket.SHUT_WR)
+        return read_until_closed(sock)
+
+
+def status_of(raw: bytes) -> int:
+    """The status code of a raw response (``HTTP/1.1 404 Not Found ...``)."""
+    line = raw.split(b"\r\n", 1)[0]
+    assert line.startswith(b"HTTP/1."), f"not an HTTP response: {raw[:200]!r}"
+    return int(line.split()[1])
+
+
+def get(port: int, path: str, host: str = "localhost") -> Reply:
+    """A plain GET on a new connection."""
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    return exchange(port, request.encode("latin-1"))
+
+
+def assert_alive(port: int, path: str = "/", body: bytes = b"alive") -> None:
+    """The server still answers a normal request with the expected body."""
+    reply = get(port, path)
+    assert (reply.status, reply.body) == (200, body)
+
+
+_REFERENCE_SCRIPT = """
+import importlib, json, sys
+sys.path.insert(0, sys.argv[1])
+import cherrypy
+module, func = sys.argv[2].split(":")
+root, app_config = getattr(importlib.import_module(module), func)(cherrypy)
+cherrypy.config.update({
+    "environment": "test_suite", "log.screen": False,
+    "server.socket_host": "127.0.0.1", "server.socket_port": int(sys.argv[3]),
+    **json.loads(sys.argv[4]),
+})
+cherrypy.tree.mount(root, "", app_config)
+cherrypy.engine.start()
+print("ready", flush=True)
+sys.stdin.read()
+cherrypy.engine.exit()
+"""
+
+
+@contextlib.contextmanager
+def cherrypy_reference(builder: str, global_config: dict[str, Any] | None = None) -> Iterator[int]:
+    """Serve ``"module:function"`` (a ``build(cherrypy)`` in tests/) with CherryPy 18.
+
+    Yields the port. The subprocess stops when the block ends.
+    """
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _REFERENCE_SCRIPT, TESTS_DIR, builder, str(port),
+         json.dumps(global_config or {})],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline() if ready else ""
+        assert line.strip() == "ready", "the CherryPy reference server did not start"
+        yield port
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        proc.stdout.close()
