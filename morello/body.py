@@ -199,8 +199,13 @@ class Entity:
         self.params: dict[str, Any] = {} if params is None else params
         self.parts: list[Part] = [] if parts is None else parts
 
-        content_type = (self.headers.get("Content-Type") or "").strip()
-        self.content_type = HeaderElement.from_str(content_type or self.default_content_type)
+        content_type = (dict.get(self.headers, "Content-Type") or "").strip()
+        # Most requests have no body: skip the parser for the default type.
+        self.content_type = (
+            HeaderElement.from_str(content_type)
+            if content_type
+            else HeaderElement(self.default_content_type, {})
+        )
         # Media types are case-insensitive; processors are keyed in lower case.
         self.content_type.value = self.content_type.value.lower()
         declared = self.content_type.params.get("charset")

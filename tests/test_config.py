@@ -8,6 +8,7 @@ through CherryPy in-process (its WSGI callable, no server) and compared.
 from __future__ import annotations
 
 import logging
+import socket
 import textwrap
 import warnings
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from wsgi_direct import call, cherrypy_tree
 
 import morello
 from morello.configfile import ConfigError
+from morello.process.bus import ChannelFailures, states
 from morello.testing import running
 
 
@@ -107,9 +109,18 @@ def test_handler_config_decorator_and_class_decorator() -> None:
         def index(self) -> bytes:
             return dump_config(morello)
 
+    # Decorating a subclass extends a copy of the inherited dict (CherryPy
+    # would change the base class's dict in place).
+    @morello.config(**{"my.child": "yes"})
+    class Child(Root):
+        pass
+
     assert Root.index._cp_config == {"my.fn": "yes"}
-    with running({"": Root()}) as client:
+    assert Root._cp_config == {"my.cls": "yes"}
+    assert Child._cp_config == {"my.cls": "yes", "my.child": "yes"}
+    with running({"": Root(), "/child": Child()}) as client:
         assert client.get("/").text == "my.cls=yes my.fn=yes"
+        assert client.get("/child/").text == "my.child=yes my.cls=yes my.fn=yes"
 
 
 # -- config.update ----------------------------------------------------------
@@ -198,6 +209,14 @@ def test_ini_file_for_global_and_app_config(tmp_path: Path, clean_config: None) 
     assert put.status == 405
     assert put.headers["Allow"] == "GET, HEAD, POST"
     morello.server.thread_pool = 10
+
+
+def test_update_from_an_open_file(tmp_path: Path, clean_config: None) -> None:
+    conf = tmp_path / "open.conf"
+    conf.write_text("[global]\nmy.opened = [1, 'two']\n")
+    with conf.open() as file:
+        morello.config.update(file)
+    assert morello.config["my.opened"] == [1, "two"]
 
 
 def test_config_files_are_watched_by_autoreload(tmp_path: Path, clean_config: None) -> None:
@@ -401,28 +420,32 @@ def test_error_page_namespace_template_and_callable(tmp_path: Path) -> None:
     assert boom.text == "default page for 500 Internal Server Error"
 
 
-def mark_hook(tag: str = "file") -> None:
-    """Used by dotted name from config: tags the response."""
-    morello.response.headers["X-Hook"] = tag
+def mark_hook() -> None:
+    """Named by its dotted name in config: tags the response."""
+    morello.response.headers["X-Hook"] = "dotted"
 
 
-def test_hooks_namespace_from_dict_and_dotted_name(tmp_path: Path) -> None:
+def test_hooks_namespace_callable_and_dotted_names(tmp_path: Path) -> None:
     seen: list[str] = []
 
     def record() -> None:
         seen.append(morello.request.path_info)
 
     conf = tmp_path / "hooks.conf"
-    conf.write_text(f"[/]\nhooks.before_finalize = {__name__}.mark_hook\n")
-    app_config: dict[str, Any] = {"/": {"hooks.on_start_resource": record}}
-    with running({"": Echo()}, app_config) as client:
-        morello.tree.apps[""].merge(str(conf))
-        answer = client.get("/")
-    assert seen == ["/"]
-    assert answer.headers["X-Hook"] == "file"
-
-    with running({"": Echo()}, {"/": {"hooks.before_finalize": f"{__name__}.mark_hook"}}) as client:
-        assert client.get("/").headers["X-Hook"] == "file"
+    conf.write_text(f"[/file]\nhooks.before_finalize = {__name__}.mark_hook\n")
+    app = morello.Application(Echo(), "", {
+        "/": {"hooks.on_start_resource": record},
+        # A string in a dict config is resolved as a dotted name too.
+        "/stream": {"hooks.before_finalize.tag": f"{__name__}.mark_hook"},
+    })  # fmt: skip
+    app.merge(str(conf))
+    with running({"": app}) as client:
+        plain = client.get("/")
+        from_file = client.get("/file")
+        from_string = client.get("/stream")
+    assert seen == ["/", "/file", "/stream"]
+    assert "X-Hook" not in plain.headers
+    assert from_file.headers["X-Hook"] == from_string.headers["X-Hook"] == "dotted"
 
 
 def test_log_namespace_in_app_config_goes_to_app_log(tmp_path: Path) -> None:
@@ -580,15 +603,19 @@ def start_with_checker(root: Any, app_config: Any, script_name: str = "") -> lis
 
 def test_checker_warns_about_unknown_namespaces_and_bad_sections(checker_on: None) -> None:
     app_config = {
-        "/": {"tool.encode.on": True, "tools.encode.on": True},
+        "/": {"tool.encode.on": True, "tools.encode.on": True, "tools.encoder.on": True},
         "static": {"tools.encode.on": True},
         "/app/page": {"request.show_tracebacks": False},
+        "/app": {"request.show_tracebacks": False},
     }
     messages = start_with_checker(Greeter(), app_config, "/app")
     assert any("'tool'" in m and "tool.encode.on" in m for m in messages)
     assert any("'static'" in m and "'/'" in m for m in messages)
     assert any("'/app/page'" in m and "script name" in m for m in messages)
-    assert not any("'tools'" in m for m in messages)
+    assert any("'/app'" in m and "script name" in m for m in messages)
+    assert any("'tools.encoder.on' names no tool" in m for m in messages)
+    assert not any("'tools.encode.on'" in m for m in messages)
+    assert len(messages) == 5
 
 
 def test_checker_warns_about_site_wide_keys_in_app_config(checker_on: None) -> None:
@@ -599,11 +626,84 @@ def test_checker_warns_about_site_wide_keys_in_app_config(checker_on: None) -> N
     assert any("engine.autoreload.on" in m for m in messages)
 
 
+def test_checker_warns_about_values_of_the_wrong_type(checker_on: None) -> None:
+    app_config = {"/": {"request.show_tracebacks": "no", "response.stream": 1,
+                        "request.methods_with_bodies": ("POST",)}}  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # The bad thread_pool makes cheroot fail; the warning said why first.
+        with pytest.raises(ChannelFailures), running(
+            {"": Greeter()}, app_config, {"checker.on": True, "server.thread_pool": "ten"}
+        ):
+            pass
+    morello.tree.apps.clear()
+    morello.config.reset()
+    morello.server.thread_pool = 10
+    morello.server.httpserver = None
+    messages = [str(w.message) for w in caught]
+    assert any("'server.thread_pool' in section 'global' is of type 'str'" in m
+               and "expected type 'int'" in m for m in messages)  # fmt: skip
+    assert any("'request.show_tracebacks' in section '/' is of type 'str'" in m for m in messages)
+    assert any("'response.stream' in section '/' is of type 'int'" in m for m in messages)
+    assert not any("methods_with_bodies" in m for m in messages)
+
+
+def test_port_in_use_is_a_clear_startup_error(clean_config: None) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        morello.tree.mount(Greeter(), "")
+        try:
+            morello.config.update({"environment": "test_suite", "log.screen": False,
+                                   "server.socket_port": port})  # fmt: skip
+            with pytest.raises(ChannelFailures, match=f"Port {port} not free"):
+                morello.engine.start()
+            assert morello.engine.state is states.EXITING
+        finally:
+            morello.tree.apps.clear()
+            morello.server.httpserver = None
+
+
 def test_checker_is_quiet_for_quickstart_style_config(checker_on: None) -> None:
     # quickstart passes one config both to config.update and tree.mount; its
     # [global] section is not a mistake (CherryPy's checker accepts it).
     app_config = {"global": {"my.flag": True}, "/": {"tools.encode.on": True}}
     assert start_with_checker(Greeter(), app_config) == []
+
+
+@pytest.mark.parametrize(
+    "app_config",
+    [
+        {"global": {"my.flag": True}, "/": {"tools.encode.on": True}},
+        {"/": {"server.socket_port": 9999, "engine.autoreload.on": False, "tools.encode.on": True}},
+        {"/": {"request.show_tracebacks": "no", "response.stream": 1, "tools.encoder.on": True,
+               "tools.encode.on": False}},
+    ],
+)  # fmt: skip
+def test_checker_flags_the_same_keys_as_cherrypy(
+    app_config: dict[str, Any], checker_on: None
+) -> None:
+    keys = {key for section in app_config.values() for key in section}
+
+    def flagged(messages: list[str]) -> set[str]:
+        return {key for key in keys if any(repr(key) in m or f"{key} =" in m for m in messages)}
+
+    morello_flagged = flagged(start_with_checker(Greeter(), app_config, "/app"))
+
+    import cherrypy
+
+    with (
+        cherrypy_tree(Greeter(), app_config, script_name="/app"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        cherrypy.checker.on = True
+        try:
+            cherrypy.checker()
+        finally:
+            cherrypy.checker.on = False
+    assert morello_flagged == flagged([str(w.message) for w in caught])
 
 
 def test_checker_off_by_config(checker_on: None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,88 @@ def test_end_hooks_run_after_a_handler_error(trail: list[str]) -> None:
     assert trail == ["end", "closed"]
 
 
+def build_hook_points(
+    cp: Any, trail: list[str], ended: threading.Semaphore | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """A hook recording its point at every hook point, and handlers ending in every way.
+
+    ``ended`` is released whenever on_end_request ran (after the response went out).
+    """
+
+    class Root:
+        @cp.expose
+        def index(self) -> str:
+            trail.append("handler")
+            return "ok"
+
+        @cp.expose
+        def boom(self) -> str:
+            trail.append("handler")
+            raise ValueError("unexpected")
+
+        @cp.expose
+        def missing(self) -> str:
+            trail.append("handler")
+            raise cp.NotFound()
+
+        @cp.expose
+        def redirect(self) -> str:
+            trail.append("handler")
+            raise cp.HTTPRedirect("/")
+
+        @cp.expose
+        def internal(self) -> str:
+            trail.append("handler")
+            raise cp.InternalRedirect("/")
+
+    def record(point: str) -> Callable[[], None]:
+        def hook() -> None:
+            trail.append(point)
+            if ended is not None and point == "on_end_request":
+                ended.release()
+
+        return hook
+
+    return Root(), {"/": {f"hooks.{point}": record(point) for point in HOOK_POINTS}}
+
+
+HOOK_POINTS = (
+    "on_start_resource", "before_request_body", "before_handler", "before_finalize",
+    "on_end_resource", "on_end_request", "before_error_response", "after_error_response",
+)  # fmt: skip
+
+
+def test_hook_points_run_in_cherrypys_order() -> None:
+    paths = ["/", "/boom", "/missing", "/redirect", "/internal"]
+    trail: list[str] = []
+    ended = threading.Semaphore(0)
+    root, app_config = build_hook_points(morello, trail, ended)
+    trails = []
+    with running({"": root}, app_config) as client:
+        for path in paths:
+            status = client.get(path).status
+            # on_end_request runs once the response went out (twice for the
+            # internal redirect: once per request).
+            for _ in range(2 if path == "/internal" else 1):
+                assert ended.acquire(timeout=10)
+            trails.append((status, trail[:]))
+            trail.clear()
+    assert trails[0] == (200, ["on_start_resource", "before_request_body", "before_handler",
+                               "handler", "before_finalize", "on_end_resource",
+                               "on_end_request"])  # fmt: skip
+
+    import cherrypy
+
+    references = []
+    cp_trail: list[str] = []
+    cp_root, cp_config = build_hook_points(cherrypy, cp_trail)
+    with cherrypy_tree(cp_root, cp_config) as tree:
+        for path in paths:
+            references.append((call(tree, path).code, cp_trail[:]))
+            cp_trail.clear()
+    assert trails == references
+
+
 # -- Tool, Toolbox ------------------------------------------------------------------
 
 
@@ -154,7 +237,15 @@ def test_tool_from_config_with_args_and_as_decorator(toolbox: morello.Toolbox) -
     assert (toolbox.stamp.value, toolbox.stamp.header) == (None, None)
     assert toolbox.stamp.__doc__ == "Add a header to the response."
 
+    @toolbox.stamp(value="class-wide")
+    class Stamped:
+        @morello.expose
+        def index(self) -> str:
+            return "stamped"
+
     class Root:
+        stamped = Stamped()
+
         @morello.expose
         @toolbox.stamp(value="decorated")
         def deco(self) -> str:
@@ -169,6 +260,8 @@ def test_tool_from_config_with_args_and_as_decorator(toolbox: morello.Toolbox) -
     with running({"": Root()}, app_config) as client:
         deco = client.get("/deco")
         plain = client.get("/plain")
+        stamped = client.get("/stamped/")
+    assert stamped.headers["X-Stamp"] == "class-wide"
     assert deco.headers["X-Stamp"] == "decorated"
     assert plain.headers["X-Other"] == "from config"
     assert "X-Stamp" not in plain.headers

@@ -21,9 +21,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -196,35 +197,92 @@ def send(
         name.lower() for name in all_headers
     }:
         all_headers["Content-Length"] = str(len(body))
-    reply = Reply(0, "", [], b"")
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         for name, value in all_headers.items():
             if value is not None:
                 conn.putheader(name, value)
         conn.endheaders(body)
-        response = conn.getresponse()
+        return _receive(conn.getresponse)
+    except (http.client.HTTPException, OSError) as exc:
+        return Reply(0, "", [], b"", type(exc).__name__)
+    finally:
+        conn.close()
+
+
+def send_raw(port: int, data: bytes, method: str = "GET", count: int = 1) -> list[Reply]:
+    """Send ``data`` as it is (requests, however malformed) and read ``count`` answers."""
+    with socket.create_connection((HOST, port), timeout=REQUEST_TIMEOUT) as sock:
+        try:
+            sock.sendall(data)
+        except OSError as exc:
+            return [Reply(0, "", [], b"", type(exc).__name__)]
+        # One buffered reader for all answers: each may be read ahead into it.
+        shared = _SharedReader(sock.makefile("rb"))
+        return [
+            _receive(lambda: _begin(http.client.HTTPResponse(shared, method=method)))
+            for _ in range(count)
+        ]
+
+
+class _SharedReader:
+    """Hands one socket file to each HTTPResponse, which may not close it."""
+
+    def __init__(self, fp: Any) -> None:
+        self.fp = fp
+
+    def makefile(self, *args: Any) -> _SharedReader:
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fp, name)
+
+
+def _begin(response: http.client.HTTPResponse) -> http.client.HTTPResponse:
+    response.begin()
+    return response
+
+
+def _receive(get_response: Callable[[], http.client.HTTPResponse]) -> Reply:
+    """Read a whole response; a failure at any point is recorded, not raised."""
+    reply = Reply(0, "", [], b"")
+    try:
+        response = get_response()
         reply = Reply(response.status, response.reason, response.getheaders(), b"")
         reply.body = response.read()
     except (http.client.HTTPException, OSError) as exc:
         reply.error = type(exc).__name__
-    finally:
-        conn.close()
     return reply
 
 
 # -- comparing -----------------------------------------------------------
 
-# Default messages that CherryPy words itself rather than taking the standard
-# library's; morello words them its own way (README: pages morello writes
-# itself use its own wording). CherryPy's text -> morello's text.
+# Messages of pages the framework writes itself, which morello words its own
+# way (README: pages morello writes itself use its own wording): the default
+# messages CherryPy does not take from the standard library, and its own
+# error messages. CherryPy's text -> morello's text.
 REWORDED_MESSAGES = {
     "The server encountered an unexpected condition which prevented it from fulfilling "
     "the request.": "The server hit an unexpected condition and could not complete the request.",
     "The server is currently unable to handle the request due to a temporary overloading "
     "or maintenance of the server.": "The server cannot handle the request right now because "
     "it is overloaded or down for maintenance.",
+    # The 404 for a query string that does not decode.
+    "The given query string could not be processed. Query strings for this resource must be "
+    "encoded with 'utf8'.": "The query string could not be decoded: this resource expects it "
+    "encoded as 'utf8'.",
 }
+
+
+def reword(text: str) -> str:
+    """``text`` with CherryPy's wording of framework messages swapped for morello's."""
+    for theirs, mine in REWORDED_MESSAGES.items():
+        text = text.replace(theirs, mine)
+    return text
+
 
 _ERROR_PAGE = re.compile(rb'<p>(.*?)</p>\s*<pre id="traceback">(.*?)</pre>', re.DOTALL)
 _LINK = re.compile(rb"<a href=(\"[^\"]*\"|'[^']*')>")
@@ -251,26 +309,26 @@ def comparable_headers(reply: Reply, framework_written: bool) -> list[tuple[str,
 def normalize_reference(ref: Reply, ours: Reply, framework_written: bool) -> Reply:
     """CherryPy's reply with its deliberate differences from morello undone.
 
-    Its own wording of default messages (which custom error pages show) is
-    swapped for morello's. Short error pages lose the spaces CherryPy pads
-    them with for old Internet Explorers (README: morello does not pad); the
-    padding step also buffers the page and sets Content-Length, so where
-    morello streams such a page chunked, CherryPy's framing is taken as such.
+    In error responses, its wording of framework messages (which custom error
+    pages show too) becomes morello's. Short error pages lose the spaces
+    CherryPy pads them with for old Internet Explorers (README: morello does
+    not pad); that padding step also buffers the page and sets Content-Length,
+    so where morello streams such a page chunked, CherryPy's is taken as such.
     """
+    if ref.status < 400:
+        return ref
     body, headers = ref.body, ref.headers
     size = IE_PADDED_SIZES.get(ref.status)
-    if size is None:
-        return ref
     if not framework_written:
-        for theirs, mine in REWORDED_MESSAGES.items():
-            body = body.replace(theirs.encode(), mine.encode())
-        padding = body[len(ours.body) :]
-        if len(ref.body) == size + 1 and ours.body and body.startswith(ours.body):
-            body = body if padding.strip(b" ") else ours.body
+        body = reword(body.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+        padded = size is not None and len(ref.body) == size + 1
+        if padded and ours.body and body.startswith(ours.body):
+            body = ours.body + body[len(ours.body) :].rstrip(b" ")
         if body != ref.body:
             length = str(len(body))
             headers = [(k, length if k.lower() == "content-length" else v) for k, v in headers]
-    if ours.header("Transfer-Encoding") == "chunked" and ref.header("Transfer-Encoding") is None:
+    chunked = ours.header("Transfer-Encoding") == "chunked"
+    if size is not None and chunked and ref.header("Transfer-Encoding") is None:
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         headers.append(("Transfer-Encoding", "chunked"))
     return Reply(ref.status, ref.reason, headers, body, ref.error)
@@ -295,8 +353,7 @@ def assert_same_page(kind: str, ours: Reply, ref: Reply) -> None:
     ref_text = html.unescape(ref.text)
     if kind == "error":
         groups = _ERROR_PAGE.search(ref.body).groups()
-        message, traceback = (html.unescape(group.decode()) for group in groups)
-        message = REWORDED_MESSAGES.get(message, message)
+        message, traceback = (reword(html.unescape(group.decode())) for group in groups)
         assert message in ours_text, f"message {message!r} missing from morello's page"
     elif kind == "redirect":
         urls = [html.unescape(u[1:-1].decode()) for u in _LINK.findall(ref.body)]
@@ -352,6 +409,31 @@ class Pair:
         ours = send(self.morello.port, method, path, headers, body, protocol)
         return ours, send(self.cherrypy.port, method, path, headers, body, protocol)
 
+    def raw_both(self, data: bytes, method: str = "GET") -> tuple[Reply, Reply]:
+        """morello's and CherryPy's replies to the raw request ``data``."""
+        ours = send_raw(self.morello.port, data, method)[0]
+        return ours, send_raw(self.cherrypy.port, data, method)[0]
+
+    def raw(self, data: bytes, method: str = "GET", count: int = 1) -> list[Reply]:
+        """Send raw requests to both servers, compare the ``count`` answers (see ``__call__``)."""
+        ours = send_raw(self.morello.port, data, method, count)
+        refs = send_raw(self.cherrypy.port, data, method, count)
+        for i, (mine, ref) in enumerate(zip(ours, refs, strict=True)):
+            self._assert_same(mine, ref, None, f"raw request (answer {i + 1}) {data[:300]!r}")
+        return refs
+
+    def _assert_same(
+        self, ours: Reply, ref: Reply, framework_written: bool | None, request: str
+    ) -> None:
+        try:
+            assert_same(ours, ref, framework_written)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\n\nrequest: {request}"
+                f"\nmorello:  {ours.brief()}\ncherrypy: {ref.brief()}"
+                f"\nserver logs: {self.morello.log_path} {self.cherrypy.log_path}"
+            ) from None
+
     def __call__(
         self,
         method: str,
@@ -364,14 +446,8 @@ class Pair:
     ) -> Reply:
         """Send the request to both servers, assert equivalence, return CherryPy's reply."""
         ours, ref = self.both(method, path, headers, body, protocol)
-        try:
-            assert_same(ours, ref, framework_written)
-        except AssertionError as exc:
-            raise AssertionError(
-                f"{exc}\n\nrequest: {method} {path!r} {protocol} headers={headers!r} body={body!r}"
-                f"\nmorello:  {ours.brief()}\ncherrypy: {ref.brief()}"
-                f"\nserver logs: {self.morello.log_path} {self.cherrypy.log_path}"
-            ) from None
+        request = f"{method} {path!r} {protocol} headers={headers!r} body={body!r}"
+        self._assert_same(ours, ref, framework_written, request)
         return ref
 
 

@@ -13,11 +13,34 @@ prints goes to stderr.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
 import runpy
 import sys
+from typing import Any
 
 FRAMEWORKS = ("cherrypy", "morello")
+
+
+class MorelloAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Import ``cherrypy.<name>`` as the module ``morello.<name>`` itself.
+
+    Apps import CherryPy's submodules (``from cherrypy.lib import ...``) and
+    config files name them (``cherrypy.dispatch.MethodDispatcher()``); they
+    must get morello's modules, not second copies loaded under other names.
+    """
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if not name.startswith("cherrypy."):
+            return None
+        return importlib.util.spec_from_loader(name, self)
+
+    def create_module(self, spec: Any) -> Any:
+        return importlib.import_module("morello" + spec.name[len("cherrypy") :])
+
+    def exec_module(self, module: Any) -> None:
+        """The module is morello's, already executed."""
 
 
 def alias_morello() -> None:
@@ -25,11 +48,7 @@ def alias_morello() -> None:
     import morello
 
     sys.modules["cherrypy"] = morello
-    # Dotted names in config files (cherrypy.dispatch.MethodDispatcher) are
-    # imported by name: they must find morello's modules, not second copies.
-    for name, module in list(sys.modules.items()):
-        if name.startswith("morello."):
-            sys.modules["cherrypy" + name[len("morello") :]] = module
+    sys.meta_path.insert(0, MorelloAlias())
 
 
 def main(argv: list[str]) -> None:

@@ -156,3 +156,27 @@ def test_missing_keyword_only_parameter(compare):
     ours, ref = compare.both("GET", "/kwonly")
     assert ref.status == 500
     assert ours.status == 404 and "Missing parameters: flag" in ours.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/introspect/",
+        "/introspect/index",
+        "/introspect/page",
+        "/introspect/page/",
+        "/introspect/page/a/b?x=1&x=2",
+        "/introspect/elsewhere/deep/?y=%20",
+        "/introspect/a%2Fb/c%20d",
+        "/introspect/page;param?q",
+    ],
+)
+@pytest.mark.parametrize(
+    "accept", [None, "text/html;level=1, text/*;q=0.3, */*;q=0.1, application/json;q=0.9"]
+)
+def test_request_attributes(compare, path, accept):
+    compare("GET", path, {"Accept": accept})
+
+
+def test_request_attributes_http10(compare):
+    compare("GET", "/introspect/page", {"Host": None}, protocol="HTTP/1.0")

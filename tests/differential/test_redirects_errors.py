@@ -33,6 +33,7 @@ def test_redirect_codes(compare, prefix, code, protocol):
         "/redirects/to/301",
         "/redirects",
         "/redirects/set_response",
+        "/redirects/from_bytes",
     ],
 )
 def test_redirects(compare, prefix, path):
@@ -172,3 +173,14 @@ def test_url_with_http10_and_no_host(compare):
 
 def test_no_app_mounted_at_path(compare):
     compare("GET", "/mountedx/")
+
+
+@pytest.mark.parametrize("page", ["crash", "missing", "forbidden"])
+def test_own_error_response(compare, page):
+    # request.error_response handles unexpected errors only, not HTTPErrors.
+    compare("GET", f"/own_error_response/{page}")
+
+
+@pytest.mark.parametrize("query", ["q=caf%E9", "q=caf%C3%A9", "q=%ff%fe"])
+def test_query_string_encoding(compare, query):
+    assert compare("GET", f"/latin/page?{query}").status == 200

@@ -22,6 +22,8 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
         ("/configured/attach", None),
         ("/reprioritized/", None),
         ("/nobody/", None),
+        ("/injected/", None),
+        ("/injected/?injected=by+the+client&other=1", None),
     ],
 )
 def test_call_order(compare, path, expected):
@@ -49,6 +51,11 @@ def test_call_order_without_body_processing(compare):
         ("/reprioritized/error", 409),
         ("/failing/error", 409),
         ("/failing/crash", 500),
+        ("/refused/error", 401),
+        ("/refused/crash", 402),
+        ("/refused/redirect", 303),
+        # before_finalize runs again for the error page, fails again: 500
+        ("/refused/attach", 500),
     ],
 )
 def test_error_hooks(compare, path, status):
@@ -63,6 +70,10 @@ def test_error_hooks(compare, path, status):
         ("/slashes/page", 200),
         ("/slashes/page/", 301),
         ("/slashes/page/?x=1", 301),
+        ("/lenient", 200),
+        ("/lenient/page/", 200),
+        ("/temporary", 307),
+        ("/temporary/page/", 307),
         ("/", 200),
     ],
 )

@@ -101,8 +101,16 @@ class Charsets:
         return "caf\u00e9"
 
 
+class Callable:
+    exposed = True
+
+    def __call__(self, *args, **kwargs):
+        return f"called with {args!r} {sorted(kwargs.items())!r}"
+
+
 class Root:
     def __init__(self):
+        self.callable = Callable()
         self.stream = Stream()
         self.charsets = Charsets()
 
@@ -167,6 +175,46 @@ class Root:
     def length_set(self):
         cherrypy.response.headers["Content-Length"] = "5"
         return "12345"
+
+    @cherrypy.expose
+    def upload(self, **kwargs):
+        """The upload example of the notes: count the bytes of each file part."""
+        lines = []
+        for name, value in sorted(kwargs.items()):
+            parts = value if isinstance(value, list) else [value]
+            for part in parts:
+                if isinstance(part, str):
+                    lines.append(f"{name}: field {part!r}")
+                    continue
+                if not part.filename:
+                    # The notes' advice: a part without a file name has no file to read.
+                    lines.append(f"{name}: no file ({part.filename!r})")
+                    continue
+                size = 0
+                while True:
+                    data = part.file.read(8192)
+                    if not data:
+                        break
+                    size += len(data)
+                lines.append(f"{name}: file {part.filename!r} {part.content_type} {size} bytes")
+        return "\n".join(lines)
+
+    @cherrypy.expose
+    def header_values(self):
+        headers = cherrypy.response.headers
+        headers["X-Latin"] = "caf\u00e9"
+        headers["X-Euro"] = "\u20ac 5"
+        headers["X-Number"] = 42
+        return "header values"
+
+    @cherrypy.expose
+    def form(self, **params):
+        return repr(sorted(params.items()))
+
+    @cherrypy.expose
+    @cherrypy.config(**{"request.process_request_body": False})
+    def unread(self, **params):
+        return f"body left unread, params {sorted(params.items())!r}"
 
     @cherrypy.expose
     def echo_body(self):

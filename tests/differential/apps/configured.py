@@ -100,7 +100,8 @@ class Root:
 
     @cherrypy.expose
     def server_settings(self):
-        return f"thread_pool={cherrypy.server.thread_pool} global={cherrypy.config.get('my.global')}"
+        global_setting = cherrypy.config.get("my.global")
+        return f"thread_pool={cherrypy.server.thread_pool} global={global_setting}"
 
 
 class Api:

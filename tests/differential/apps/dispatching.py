@@ -118,8 +118,39 @@ class Artists:
         return "all artists"
 
 
+class Introspect:
+    """What the request object says about the request."""
+
+    def _describe(self, *args, **kwargs):
+        request = cherrypy.request
+        accept = [(str(e), e.value, e.qvalue) for e in request.headers.elements("Accept")]
+        return "\n".join([
+            f"args={args!r} kwargs={sorted(kwargs.items())!r}",
+            f"method={request.method} protocol={request.protocol!r} scheme={request.scheme}",
+            f"request_line={request.request_line!r}",
+            f"script_name={request.script_name!r} path_info={request.path_info!r}",
+            f"query_string={request.query_string!r} params={sorted(request.params.items())!r}",
+            f"is_index={request.is_index!r} base={request.base!r} url={cherrypy.url()!r}",
+            f"accept={accept!r}",
+            f"header_list={sorted(k.lower() for k, v in request.header_list)!r}",
+        ])
+
+    @cherrypy.expose
+    def index(self, *args, **kwargs):
+        return self._describe(*args, **kwargs)
+
+    @cherrypy.expose
+    def page(self, *args, **kwargs):
+        return self._describe(*args, **kwargs)
+
+    @cherrypy.expose
+    def default(self, *args, **kwargs):
+        return self._describe(*args, **kwargs)
+
+
 class Root:
     def __init__(self):
+        self.introspect = Introspect()
         self.tests = HelloRegression()
         self.test = Test()
         self.strings = StringMaker()
@@ -134,11 +165,11 @@ class Root:
 
     @cherrypy.expose
     def users(self, *args, **kwargs):
-        return "%s, %s" % (repr(args), repr(kwargs))
+        return f"{args!r}, {kwargs!r}"
 
     @cherrypy.expose
     def blog(self, year, *args):
-        return "%s, %s" % (year, repr(args))
+        return f"{year}, {args!r}"
 
     @cherrypy.expose
     def form(self, name="", colour="", **extra):

@@ -22,6 +22,13 @@ def error_page_generator(status, message, traceback, version):
     yield status
 
 
+def own_error_response():
+    cherrypy.response.status = 500
+    cherrypy.response.headers["Content-Type"] = "text/plain"
+    path = cherrypy.request.path_info.encode()
+    cherrypy.response.body = [b"Sorry, an error occurred: ", path]
+
+
 def error_page_broken(**kwargs):
     raise ValueError("the error page itself failed")
 
@@ -70,6 +77,10 @@ class Redirects:
     @cherrypy.expose
     def unicode(self):
         raise cherrypy.HTTPRedirect("/caf\u00e9?q=\u00e9")
+
+    @cherrypy.expose
+    def from_bytes(self):
+        raise cherrypy.HTTPRedirect([b"caf\xe9", b"/x"], 300, encoding="latin-1")
 
     @cherrypy.expose
     def not_modified(self):
@@ -267,6 +278,8 @@ class Root:
         self.generator_pages = Pages()
         self.broken_pages = Pages()
         self.missing_template = Pages()
+        self.own_error_response = Pages()
+        self.latin = Urls()
 
     @cherrypy.expose
     def index(self):
@@ -283,6 +296,8 @@ config = {
     "/generator_pages": {"error_page.default": error_page_generator},
     "/broken_pages": {"error_page.default": error_page_broken},
     "/missing_template": {"error_page.403": "no_such_template.html"},
+    "/own_error_response": {"request.error_response": own_error_response},
+    "/latin": {"request.query_string_encoding": "latin-1"},
 }
 
 if __name__ == "__main__":

@@ -66,6 +66,23 @@ class HeaderTool(cherrypy.Tool):
 
 cherrypy.tools.header = HeaderTool()
 
+
+def refuse(point="?", status=None):
+    trace(point)
+    if status:
+        raise cherrypy.HTTPError(status, f"refused at {point}")
+    raise cherrypy.HTTPRedirect("/configured/")
+
+
+def inject(name="injected", value="by a tool"):
+    cherrypy.request.params[name] = value
+
+
+cherrypy.tools.inject = cherrypy.Tool("before_handler", inject, priority=40)
+cherrypy.tools.refuse_start = cherrypy.Tool("on_start_resource", refuse)
+cherrypy.tools.refuse_handler = cherrypy.Tool("before_handler", refuse)
+cherrypy.tools.refuse_finalize = cherrypy.Tool("before_finalize", refuse)
+
 # A toolbox of our own, registered with the application below.
 mytools = cherrypy._cptools.Toolbox("mytools")
 mytools.note = cherrypy.Tool("before_handler", trace, priority=50)
@@ -160,6 +177,10 @@ class Root:
         self.failing = Configured()
         self.slashes = Slashes()
         self.nobody = Configured()
+        self.refused = Configured()
+        self.injected = Configured()
+        self.lenient = Slashes()
+        self.temporary = Slashes()
 
     @cherrypy.expose
     def index(self):
@@ -208,9 +229,20 @@ config = {
     },
     "/failing": {**HOOKS, "hooks.before_error_response": failing_hook},
     "/nobody": {**HOOKS, "request.process_request_body": False},
+    "/refused/error": {**HOOKS, "tools.refuse_start.on": True, "tools.refuse_start.status": 401},
+    "/refused/crash": {
+        **HOOKS, "tools.refuse_handler.on": True, "tools.refuse_handler.status": 402
+    },
+    "/refused/redirect": {**HOOKS, "tools.refuse_handler.on": True},
+    "/refused/attach": {
+        **HOOKS, "tools.refuse_finalize.on": True, "tools.refuse_finalize.status": 503
+    },
     "/decorated/header": {"tools.header.value": "config beats decorator"},
     "/decorated/answered": {"mytools.answer.text": "configured answer"},
+    "/injected": {**HOOKS, "tools.inject.on": True},
     "/slashes": {"tools.trailing_slash.extra": True},
+    "/lenient": {"tools.trailing_slash.missing": False},
+    "/temporary": {"tools.trailing_slash.status": 307, "tools.trailing_slash.extra": True},
     "/slashes/page": {"response.headers.X-Page": "page header"},
     "/": {"response.headers.X-Everywhere": "yes"},
 }
