@@ -8,8 +8,8 @@ builder with CherryPy 18 in a subprocess so a test can compare statuses.
 from __future__ import annotations
 
 import contextlib
-import json
 import http.client
+import json
 import os
 import select
 import socket
@@ -40,37 +40,97 @@ class Reply:
         return self.headers.get(name)
 
 
-def connect(port: int, timeout: float = TIMEOUT) -> socket.socket:
-    """A client socket connected to the test server on loopback."""
-    return socket.create_connection((HOST, port), timeout=timeout)
+def build_request(
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: list[tuple[str, str]] | None = None,
+    protocol: str = "HTTP/1.1",
+    length: bool = True,
+) -> bytes:
+    """Raw request bytes with a Host header and (unless ``length`` is off) Content-Length."""
+    lines = [f"{method} {path} {protocol}", "Host: localhost"]
+    lines += [f"{name}: {value}" for name, value in headers or []]
+    if body is not None and length:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
 
 
-def read_reply(sock: socket.socket, method: str = "GET") -> Reply:
-    """Parse one response from ``sock`` (keeps the socket usable for keep-alive)."""
-    raw = http.client.HTTPResponse(sock, method=method)
-    raw.begin()
-    body = raw.read()
-    return Reply(raw.status, raw.reason, raw.msg, body, raw.version, raw.will_close)
+def chunked(*chunks: bytes) -> bytes:
+    """A chunked transfer-coding of ``chunks`` (with the terminating zero chunk)."""
+    out = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks if chunk)
+    return out + b"0\r\n\r\n"
+
+
+class _KeepOpen:
+    """The connection's reader as a file http.client may "close" after each response."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    def close(self) -> None:
+        """Keep reading later responses from the same buffer."""
+
+
+class Conn:
+    """A client connection: raw sends, parsed responses (pipelining-safe), raw reads.
+
+    One buffered reader serves every response, so bytes of a pipelined
+    second response are never lost with the first one's buffer.
+    """
+
+    def __init__(self, port: int, timeout: float = TIMEOUT) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.reader = self.sock.makefile("rb")
+
+    def __enter__(self) -> Conn:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def shutdown_write(self) -> None:
+        """Half-close: the server sees the end of the request stream."""
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def makefile(self, mode: str = "rb", *args: Any) -> _KeepOpen:
+        return _KeepOpen(self.reader)
+
+    def reply(self, method: str = "GET") -> Reply:
+        """Parse the next response on this connection."""
+        raw = http.client.HTTPResponse(self, method=method)  # type: ignore[arg-type]
+        raw.begin()
+        body = raw.read()
+        return Reply(raw.status, raw.reason, raw.msg, body, raw.version, raw.will_close)
+
+    def read_until_closed(self, limit: int = 50_000_000) -> bytes:
+        """Everything the server sends until it closes (each read bounded by the timeout)."""
+        chunks = []
+        total = 0
+        while total < limit:
+            chunk = self.reader.read1(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
 
 
 def exchange(port: int, data: bytes, method: str = "GET") -> Reply:
     """Send raw request bytes on a new connection and parse the response."""
-    with connect(port) as sock:
-        sock.sendall(data)
-        return read_reply(sock, method)
-
-
-def read_until_closed(sock: socket.socket, limit: int = 50_000_000) -> bytes:
-    """Everything the server sends until it closes (bounded by the socket timeout)."""
-    chunks = []
-    total = 0
-    while total < limit:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return b"".join(chunks)
+    with Conn(port) as conn:
+        conn.send(data)
+        return conn.reply(method)
 
 
 def raw_exchange(port: int, data: bytes, shutdown: bool = False) -> bytes:
@@ -79,11 +139,11 @@ def raw_exchange(port: int, data: bytes, shutdown: bool = False) -> bytes:
     With ``shutdown``, the client half-closes after sending, so a server
     waiting for more request bytes sees the end of the stream.
     """
-    with connect(port) as sock:
-        sock.sendall(data)
+    with Conn(port) as conn:
+        conn.send(data)
         if shutdown:
-            sock.shutdown(socket.SHUT_WR)
-        return read_until_closed(sock)
+            conn.shutdown_write()
+        return conn.read_until_closed()
 
 
 def status_of(raw: bytes) -> int:

@@ -236,14 +236,34 @@ def test_applications_subscribe_and_publish() -> None:
         def index(self, value: str) -> str:
             return repr(morello.engine.publish("app-channel", int(value)))
 
+    # before_request / after_request frame every request (after_request once
+    # the response is out, hence the semaphore).
+    requests: list[str] = []
+    finished = threading.Semaphore(0)
+
+    def before() -> None:
+        requests.append("before")
+
+    def after() -> None:
+        requests.append("after")
+        finished.release()
+
     morello.engine.subscribe("app-channel", double)
     morello.engine.subscribe("app-channel", lambda value: value + 1, priority=10)
+    morello.engine.subscribe("before_request", before)
+    morello.engine.subscribe("after_request", after)
     try:
         with running({"": Root()}) as client:
             assert client.get("/?value=5").text == "[6, 10]"
+            assert finished.acquire(timeout=10)
+            assert client.get("/?value=0").text == "[1, 0]"
+            assert finished.acquire(timeout=10)
     finally:
         morello.engine.listeners.pop("app-channel")
-    assert received == [5]
+        morello.engine.unsubscribe("before_request", before)
+        morello.engine.unsubscribe("after_request", after)
+    assert received == [5, 0]
+    assert requests == ["before", "after", "before", "after"]
 
 
 def test_thread_manager_reports_real_server_threads() -> None:
@@ -327,7 +347,8 @@ def test_server_on_a_unix_socket(tmp_path: Path) -> None:
                 assert (answer.status, answer.read()) == (200, b"hello")
             finally:
                 connection.close()
-            assert morello.url("/x").endswith("/x")
+            # As in CherryPy, the server's "base" outside a request is the socket path.
+            assert morello.url("/x") == path + "/x"
     finally:
         morello.server.socket_file = None
     assert morello.server.bind_addr == ("127.0.0.1", morello.server.socket_port)

@@ -481,18 +481,43 @@ def test_encode_negotiates_accept_charset_like_cherrypy() -> None:
     assert references == expected
 
 
-def test_encode_with_fixed_encoding_and_off() -> None:
-    app_config = {
-        "/accent": {"tools.encode.encoding": "utf-16"},
-        "/euro": {"tools.encode.on": False},
+ENCODE_CONFIG_CASES = [
+    # (tools.encode config, path, request headers, outcome): see encode_outcome().
+    ({"tools.encode.encoding": "utf-16"}, "/accent", {},
+     (200, "text/html;charset=utf-16", "caf\u00e9".encode("utf-16"))),
+    ({"tools.encode.encoding": "ascii", "tools.encode.errors": "replace"}, "/accent", {},
+     (200, "text/html;charset=ascii", b"caf?")),
+    ({"tools.encode.encoding": "iso-8859-1"}, "/accent", {"Accept-Charset": "utf-8"},
+     (406, "We tried these charsets: .")),
+    ({"tools.encode.default_encoding": "iso-8859-1"}, "/accent", {},
+     (200, LATIN1_HTML, b"caf\xe9")),
+    ({"tools.encode.text_only": False}, "/json", {},
+     (200, "application/json;charset=utf-8", '"caf\u00e9"'.encode())),
+    ({"response.headers.Content-Type": "text/plain"}, "/accent", {},
+     (200, "text/plain;charset=utf-8", "caf\u00e9".encode())),
+    # Without encoding, a str body is a handler bug.
+    ({"tools.encode.add_charset": False}, "/accent", {}, (500,)),
+    ({"tools.encode.on": False}, "/accent", {}, (500,)),
+]  # fmt: skip
+
+
+def test_encode_options_like_cherrypy() -> None:
+    apps = {
+        f"/{i}": morello.Application(build_text(morello), f"/{i}", {"/": conf})
+        for i, (conf, *_) in enumerate(ENCODE_CONFIG_CASES)
     }
-    with running({"": build_text(morello)}, app_config) as client:
-        fixed = client.get("/accent")
-        off = client.get("/euro")
-    assert fixed.headers["Content-Type"] == "text/html;charset=utf-16"
-    assert fixed.body.decode("utf-16") == "caf\u00e9"
-    # Without encode, a str body is a handler bug: 500.
-    assert off.status == 500
+    with running(apps) as client:
+        answers = [client.get(f"/{i}{path}", headers=headers)
+                   for i, (_, path, headers, _) in enumerate(ENCODE_CONFIG_CASES)]  # fmt: skip
+    outcomes = [encode_outcome(a.status, a.headers.get("Content-Type"), a.body) for a in answers]
+    assert outcomes == [outcome for *_, outcome in ENCODE_CONFIG_CASES]
+
+    import cherrypy
+
+    for conf, path, headers, outcome in ENCODE_CONFIG_CASES:
+        with cherrypy_tree(build_text(cherrypy), {"/": conf}) as tree:
+            reply = call(tree, path, headers=headers)
+        assert encode_outcome(reply.code, reply.header("Content-Type"), reply.body) == outcome
 
 
 DECODE_CASES = [
@@ -524,17 +549,20 @@ def test_decode_sets_the_charsets_tried_for_the_body() -> None:
         assert reference.code == status
 
 
-class Tree:
+def build_slash_tree(cp: Any) -> Any:
     class Sub:
-        @morello.expose
+        @cp.expose
         def index(self) -> str:
             return "sub index"
 
-        @morello.expose
+        @cp.expose
         def leaf(self) -> str:
             return "leaf"
 
-    sub = Sub()
+    class Root:
+        sub = Sub()
+
+    return Root()
 
 
 TRAILING_SLASH_CASES = [
@@ -554,7 +582,7 @@ TRAILING_SLASH_CASES = [
 def test_trailing_slash() -> None:
     # One application per case, each mounted at /<case number> with its config.
     apps = {
-        f"/{i}": morello.Application(Tree(), f"/{i}", {"/": conf})
+        f"/{i}": morello.Application(build_slash_tree(morello), f"/{i}", {"/": conf})
         for i, (conf, *_) in enumerate(TRAILING_SLASH_CASES)
     }
     with running(apps) as client:
@@ -564,6 +592,17 @@ def test_trailing_slash() -> None:
         for i, (_, _, status, location) in enumerate(TRAILING_SLASH_CASES)
     ]
     assert [(a.status, a.headers.get("Location")) for a in answers] == expected
+
+    import cherrypy
+
+    for conf, path, status, location in TRAILING_SLASH_CASES:
+        with cherrypy_tree(build_slash_tree(cherrypy), {"/": conf}) as tree:
+            path, _, query = path.partition("?")
+            reply = call(tree, path, query=query)
+        assert (reply.code, reply.header("Location")) == (
+            status,
+            location and f"http://127.0.0.1:8080{location}",
+        )
 
 
 def test_log_tracebacks_and_log_headers_write_the_error_log(tmp_path: Path) -> None:
