@@ -215,9 +215,11 @@ class Entity:
             self.attempt_charsets = list(self.attempt_charsets)
 
         self.length: int | None = None
-        if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+        headers = self.headers
+        declared_length = dict.get(headers, "Content-Length")
+        if declared_length and "chunked" not in dict.get(headers, "Transfer-Encoding", "").lower():
             try:
-                length = int(self.headers.get("Content-Length", ""))
+                length = int(declared_length)
             except ValueError:
                 pass
             else:
@@ -225,7 +227,7 @@ class Entity:
 
         self.name: str | None = None
         self.filename: str | None = None
-        disposition = self.headers.get("Content-Disposition")
+        disposition = dict.get(headers, "Content-Disposition")
         if disposition:
             _, raw_params = HeaderElement.parse(disposition)
             disp_params = {key.lower(): value for key, value in raw_params.items()}
@@ -510,10 +512,12 @@ class SizedReader:
         self.trailers: dict[bytes, bytes] = {}
         self._received = 0
 
-    def fill(self, size: int) -> bool:
+    def fill(self, size: int, short_ok: bool = False) -> bool:
         """Append up to ``size`` more bytes of the body to :attr:`buffer`.
 
-        Returns False, and marks the reader done, at the end of the body.
+        Returns False, and marks the reader done, at the end of the body. A
+        body ending before its Content-Length gives a 400 error, unless
+        ``short_ok`` (the bytes still missing are not needed).
         """
         if self.done:
             return False
@@ -532,6 +536,11 @@ class SizedReader:
                     raise
                 raise error from exc
         if not data:
+            if size > 0 and self.length is not None and not short_ok:
+                # The client stopped early: a truncated body must not pass for a whole one.
+                raise HTTPError(
+                    400, f"The request body ended after {self._received} of {self.length} bytes."
+                )
             self.finish()
             return False
         self._received += len(data)
@@ -557,9 +566,9 @@ class SizedReader:
         self.bytes_read -= len(data)
 
     def drain(self) -> None:
-        """Consume and drop the rest of the body."""
+        """Consume and drop the rest of the body (which may end short)."""
         self.discard(len(self.buffer))
-        while self.fill(multipart.CHUNK_SIZE):
+        while self.fill(multipart.CHUNK_SIZE, short_ok=True):
             self.discard(len(self.buffer))
 
     def read(self, size: int | None = None, fp_out: IO[bytes] | None = None) -> bytes | None:
@@ -659,7 +668,7 @@ class RequestBody(Entity):
     ) -> None:
         super().__init__(fp, headers, params)
         # HTTP/1.1 (RFC 2616 3.7.1) makes ISO-8859-1 the default for text/*.
-        if self.content_type.value.startswith("text/") and not any(
+        if self.content_type.value[:5] == "text/" and not any(
             c.lower() in ("iso-8859-1", "latin-1") for c in self.attempt_charsets
         ):
             self.attempt_charsets.append("ISO-8859-1")

@@ -92,6 +92,8 @@ class Request:
     hooks = HookMap(HOOK_POINTS)
     closed = False
     stage: str | None = None
+    #: Whether the path's config went through ``namespaces`` (set in ``_handle``).
+    _config_applied = False
     unique_id: LazyUUID4 | None = None
 
     # Behaviour switches (config: request.<name>).
@@ -197,6 +199,7 @@ class Request:
                 try:
                     self._handle(path_info)
                 except (HTTPRedirect, HTTPError) as exc:
+                    self._configure_error_output(path_info)
                     exc.set_response()
                     self.stage = "before_finalize (HTTPError)"
                     self.hooks.run("before_finalize")
@@ -209,7 +212,23 @@ class Request:
         except Exception:
             if self.throw_errors:
                 raise
+            self._configure_error_output(path_info)
             self.handle_error()
+
+    def _configure_error_output(self, path_info: str) -> None:
+        """Take ``show_tracebacks`` from config for errors raised before it was applied.
+
+        A bad Cookie or a missing Host fails the request before dispatch, and
+        the class default would show tracebacks even in production.
+        """
+        if self._config_applied:
+            return
+        key = "request.show_tracebacks"
+        if self.config is not None:
+            self.show_tracebacks = self.config.get(key, type(self).show_tracebacks)
+            return
+        show = morello.config.get(key, type(self).show_tracebacks)
+        self.show_tracebacks = self.app.find_config(path_info, key, show) if self.app else show
 
     def _handle(self, path_info: str) -> None:
         response = serving.response
@@ -228,6 +247,7 @@ class Request:
 
         self.body = RequestBody(self.rfile, self.headers, request_params=self.params)
         self.namespaces(self.config)
+        self._config_applied = True
 
         self.stage = "on_start_resource"
         self.hooks.run("on_start_resource")

@@ -10,7 +10,7 @@ from typing import Any
 import morello
 from morello.errors import HTTPError
 from morello.lib import file_generator
-from morello.lib.httputil import HTTPDate, HeaderMap, valid_status
+from morello.lib.httputil import CONTROL_CHARS, HeaderMap, HTTPDate, valid_status
 
 _STR_BODY_ERROR = (
     "Page handlers MUST return bytes. Use tools.encode if you wish to return unicode."
@@ -123,18 +123,23 @@ class Response:
             (name, value if type(value) is str else str(value)) for name, value in headers.items()
         ]
         for name, value in header_list:
-            if not value.isascii():
+            # (isprintable() is False for control characters.)
+            if not (value.isascii() and value.isprintable() and name.isprintable()):
                 self.header_list = _encode_header_values(header_list)
                 break
         if self.cookie:
             for _name, morsel in sorted(self.cookie.items()):
-                self.header_list.append(("Set-Cookie", morsel.OutputString()))
+                cookie = morsel.OutputString().translate(_DROP_CONTROL_CHARS)
+                self.header_list.append(("Set-Cookie", cookie))
+
+
+_DROP_CONTROL_CHARS = dict.fromkeys(CONTROL_CHARS)
 
 
 def _encode_header_values(header_list: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    # WSGI wants latin-1 strings; other text goes out as an RFC 2047 word.
-    encoded = []
-    for name, value in header_list:
-        raw = HeaderMap.encode(value)
-        encoded.append((name, raw.decode("iso-8859-1")))
-    return encoded
+    # WSGI wants latin-1 strings; other text goes out as an RFC 2047 word, and
+    # control characters are dropped.
+    return [
+        (name.decode("iso-8859-1"), value.decode("iso-8859-1"))
+        for name, value in HeaderMap.encode_header_items(header_list)
+    ]

@@ -17,6 +17,7 @@ sockets their master opened.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 import time
@@ -26,6 +27,7 @@ from typing import Any
 import cheroot.server
 import cheroot.wsgi
 from cheroot import connections
+from cheroot.errors import MaxSizeExceeded
 
 from morello.process.servers import BindAddr, ServerAdapter, format_url
 
@@ -35,16 +37,79 @@ WSGIApp = Callable[..., Any]
 ListenSocket = socket.socket | int
 
 
+#: Control characters, which a request target may not contain (RFC 3986).
+_CONTROL_CHARS = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+class _CheckedHeaders(dict):
+    """Request headers that refuse NUL bytes and an ambiguous ``Content-Length``.
+
+    Both raise ValueError (cheroot answers 400). cheroot keeps the last of
+    repeated Content-Length headers and accepts whatever ``int()`` does
+    (``-3``, ``+3``, ``1_0``): a proxy in front may frame the body
+    differently, which lets a body smuggle in a request.
+    """
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        if b"\x00" in key or b"\x00" in value:
+            raise ValueError("Illegal NUL byte in a header.")
+        if key == b"Content-Length":
+            if key in self:
+                raise ValueError("Multiple Content-Length headers.")
+            if not value.isdigit():
+                raise ValueError("Malformed Content-Length Header.")
+        super().__setitem__(key, value)
+
+
+class StrictHeaderReader(cheroot.server.HeaderReader):
+    """cheroot's header reader with :class:`_CheckedHeaders` checks (400 on failure)."""
+
+    def __call__(self, rfile: Any, hdict: dict[bytes, bytes] | None = None) -> dict[bytes, bytes]:
+        headers = _CheckedHeaders()
+        super().__call__(rfile, headers)
+        if hdict is None:
+            return dict(headers)
+        hdict.update(headers)
+        return hdict
+
+
 class ProxyModeRequest(cheroot.server.HTTPRequest):
     """cheroot request that accepts absolute request targets (``GET http://host/path``).
 
     CherryPy applications have always received those, so the framework, not
-    the HTTP server, decides what to do with them.
+    the HTTP server, decides what to do with them. Control characters in
+    the request target and headers that :class:`StrictHeaderReader` refuses
+    get a 400.
     """
+
+    header_reader = StrictHeaderReader()
 
     def __init__(self, server: cheroot.server.HTTPServer, conn: Any, **kwargs: Any) -> None:
         kwargs.setdefault("proxy_mode", True)
         super().__init__(server, conn, **kwargs)
+
+    def read_request_line(self) -> bool:
+        """cheroot's, plus a 400 for control characters in the request target."""
+        if not super().read_request_line():
+            return False
+        if _CONTROL_CHARS.search(self.uri):
+            self.simple_response("400 Bad Request", "Malformed Request-URI")
+            return False
+        return True
+
+    def send_headers(self) -> None:
+        """Drain an unread chunked body first, as cheroot does for a sized one.
+
+        Otherwise the rest of the body is read as the next request on the
+        connection. A body that cannot be drained closes the connection.
+        """
+        if self.chunked_read and not self.rfile.closed and int(self.status[:3]) != 413:
+            try:
+                while self.rfile.read(65536):
+                    pass
+            except (OSError, ValueError, MaxSizeExceeded):  # malformed, or too large
+                self.close_connection = True
+        super().send_headers()
 
 
 class Connection(cheroot.server.HTTPConnection):

@@ -92,11 +92,25 @@ class Tool:
 
     def _attach(self, callback: Callable[..., Any]) -> None:
         """Attach ``callback`` at this tool's point with the tool's config as kwargs."""
-        conf = self._merged_args()
-        priority = conf.pop("priority", None)
-        if priority is None:
-            priority = getattr(self.callable, "priority", self._priority)
-        serving.request.hooks[self._point].append(Hook(callback, None, priority, **conf))
+        request = serving.request
+        conf = request.toolmaps[self.namespace].get(self._name, _NO_CONFIG)
+        # The same config gives the same hook: build it once, share it between
+        # requests (hooks are not mutated once attached).
+        cache: dict[Any, Hook] = vars(self).setdefault("_hooks", {})
+        try:
+            key = (callback, tuple(conf.items()))
+            hook = cache.get(key)
+        except TypeError:  # an unhashable config value: no caching
+            key, hook = None, None
+        if hook is None:
+            kwargs = self._merged_args()
+            priority = kwargs.pop("priority", None)
+            if priority is None:
+                priority = getattr(self.callable, "priority", self._priority)
+            hook = Hook(callback, None, priority, **kwargs)
+            if key is not None:
+                cache[key] = hook
+        request.hooks[self._point].append(hook)
 
     def _setup(self) -> None:
         """Attach the tool to the current request (called when it is on)."""

@@ -1,8 +1,10 @@
 """Helpers for the end-to-end tests: raw HTTP over loopback and a CherryPy reference.
 
-Apps used for comparisons are written once as ``build(cherrypy)`` functions
-returning ``(root, app_config)``; :func:`cherrypy_reference` serves the same
-builder with CherryPy 18 in a subprocess so a test can compare statuses.
+Requests are raw bytes (:func:`build_request`, or hand-made when malformed
+on purpose) sent on a :class:`Conn`. Apps are written once as
+``build(cherrypy)`` functions returning ``(root, app_config)``;
+:func:`cherrypy_reference` serves the same builder with CherryPy 18 in a
+subprocess so that a test can compare answers.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ class Reply:
     reason: str
     headers: http.client.HTTPMessage
     body: bytes
-    version: int  # 10 or 11, as http.client reports it
     will_close: bool
 
     def header(self, name: str) -> str | None:
@@ -111,7 +112,7 @@ class Conn:
         raw = http.client.HTTPResponse(self, method=method)  # type: ignore[arg-type]
         raw.begin()
         body = raw.read()
-        return Reply(raw.status, raw.reason, raw.msg, body, raw.version, raw.will_close)
+        return Reply(raw.status, raw.reason, raw.msg, body, raw.will_close)
 
     def read_until_closed(self, limit: int = 50_000_000) -> bytes:
         """Everything the server sends until it closes (each read bounded by the timeout)."""
@@ -142,7 +143,9 @@ def raw_exchange(port: int, data: bytes, shutdown: bool = False) -> bytes:
     with Conn(port) as conn:
         conn.send(data)
         if shutdown:
-            conn.shutdown_write()
+            # The server may have answered and closed already (e.g. 413).
+            with contextlib.suppress(OSError):
+                conn.shutdown_write()
         return conn.read_until_closed()
 
 
@@ -153,10 +156,9 @@ def status_of(raw: bytes) -> int:
     return int(line.split()[1])
 
 
-def get(port: int, path: str, host: str = "localhost") -> Reply:
-    """A plain GET on a new connection."""
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    return exchange(port, request.encode("latin-1"))
+def get(port: int, path: str) -> Reply:
+    """A plain GET on a new connection (closed by the server afterwards)."""
+    return exchange(port, build_request("GET", path, headers=[("Connection", "close")]))
 
 
 def assert_alive(port: int, path: str = "/", body: bytes = b"alive") -> None:
@@ -165,41 +167,46 @@ def assert_alive(port: int, path: str = "/", body: bytes = b"alive") -> None:
     assert (reply.status, reply.body) == (200, body)
 
 
-_REFERENCE_SCRIPT = """
+# argv: tests dir, framework, "module:function", port, global config as JSON.
+_SERVER_SCRIPT = """
 import importlib, json, sys
 sys.path.insert(0, sys.argv[1])
-import cherrypy
-module, func = sys.argv[2].split(":")
-root, app_config = getattr(importlib.import_module(module), func)(cherrypy)
-cherrypy.config.update({
+framework = importlib.import_module(sys.argv[2])
+module, func = sys.argv[3].split(":")
+root, app_config = getattr(importlib.import_module(module), func)(framework)
+framework.config.update({
     "environment": "test_suite", "log.screen": False,
-    "server.socket_host": "127.0.0.1", "server.socket_port": int(sys.argv[3]),
-    **json.loads(sys.argv[4]),
+    "server.socket_host": "127.0.0.1", "server.socket_port": int(sys.argv[4]),
+    **json.loads(sys.argv[5]),
 })
-cherrypy.tree.mount(root, "", app_config)
-cherrypy.engine.start()
+framework.tree.mount(root, "", app_config)
+framework.engine.start()
 print("ready", flush=True)
 sys.stdin.read()
-cherrypy.engine.exit()
+framework.engine.exit()
 """
 
 
 @contextlib.contextmanager
-def cherrypy_reference(builder: str, global_config: dict[str, Any] | None = None) -> Iterator[int]:
-    """Serve ``"module:function"`` (a ``build(cherrypy)`` in tests/) with CherryPy 18.
+def subprocess_server(
+    builder: str, framework: str = "cherrypy", global_config: dict[str, Any] | None = None
+) -> Iterator[int]:
+    """Serve ``"module:function"`` (a ``build(framework)`` in tests/) in a subprocess.
 
-    Yields the port. The subprocess stops when the block ends.
+    ``framework`` is ``"cherrypy"`` (the CherryPy 18 reference) or
+    ``"morello"`` (for global config that must not touch this process).
+    Yields the port; the subprocess stops when the block ends.
     """
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", _REFERENCE_SCRIPT, TESTS_DIR, builder, str(port),
+        [sys.executable, "-c", _SERVER_SCRIPT, TESTS_DIR, framework, builder, str(port),
          json.dumps(global_config or {})],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 20)
         line = proc.stdout.readline() if ready else ""
-        assert line.strip() == "ready", "the CherryPy reference server did not start"
+        assert line.strip() == "ready", f"the {framework} server for {builder} did not start"
         yield port
     finally:
         proc.stdin.close()
@@ -209,3 +216,8 @@ def cherrypy_reference(builder: str, global_config: dict[str, Any] | None = None
             proc.kill()
             proc.wait(5)
         proc.stdout.close()
+
+
+def cherrypy_reference(builder: str, global_config: dict[str, Any] | None = None) -> Any:
+    """:func:`subprocess_server` with CherryPy 18, the reference."""
+    return subprocess_server(builder, "cherrypy", global_config)

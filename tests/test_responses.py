@@ -19,6 +19,7 @@ from e2e_support import (
     assert_alive,
     build_request,
     cherrypy_reference,
+    chunked,
     exchange,
     get,
 )
@@ -99,6 +100,24 @@ def build(cp: Any) -> tuple[Any, dict[str, Any]]:
             cookie["flavour"]["samesite"] = "Lax"
             cookie["plain"] = "1"
             return "cookies set"
+
+        @cp.expose
+        def injected(self, value: str) -> str:
+            cp.response.headers["X-Echo"] = value
+            cp.response.cookie["c"] = "v"
+            cp.response.cookie["c"]["path"] = value
+            return "injected"
+
+        @cp.expose
+        def unicode_header(self) -> str:
+            cp.response.headers["X-Name"] = "café ☕"
+            return "unicode"
+
+        @cp.expose
+        def ignore_body(self) -> str:
+            return "ignored"
+
+        ignore_body._cp_config = {"request.process_request_body": False}
 
         @cp.expose
         def read_cookies(self) -> str:
@@ -264,6 +283,23 @@ def test_malformed_cookie_header_gives_400(app: int, reference: int) -> None:
     assert_alive(app)
 
 
+def test_control_characters_cannot_split_response_headers(app: int, reference: int) -> None:
+    request = build_request("GET", "/injected?value=a%0D%0AX-Evil:%201%00")
+    ours, theirs = exchange(app, request), exchange(reference, request)
+    assert ours.status == 200
+    assert ours.header("X-Evil") is None
+    assert ours.header("X-Echo") == theirs.header("X-Echo") == "aX-Evil: 1"
+    # CherryPy lets a cookie attribute through as it is, starting a header of its own.
+    assert ours.headers.get_all("Set-Cookie") == ["c=v; Path=aX-Evil: 1"]
+    assert theirs.header("X-Evil") is not None
+
+
+def test_non_latin1_header_values_become_rfc2047_words(app: int, reference: int) -> None:
+    ours, theirs = both(app, reference, "/unicode_header")
+    assert ours.header("X-Name") == "=?utf-8?b?Y2Fmw6kg4piV?="
+    assert theirs.header("X-Name") == ours.header("X-Name")
+
+
 # -- standard headers -----------------------------------------------------
 
 
@@ -352,6 +388,43 @@ def test_http10_closes_unless_keep_alive_is_asked_for(app: int) -> None:
             )
         )
         assert conn.reply().body == b"request 3"
+
+
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        ("Content-Length", b"GET /counter?n=666 HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        # cheroot drains neither this nor its trailing CRLF itself; CherryPy
+        # then reads the rest of the body as the next request (400).
+        ("chunked", chunked(b"GET /counter?n=666 HTTP/1.1\r\n", b"Host: localhost\r\n\r\n")),
+    ],
+)
+def test_unread_request_body_never_becomes_the_next_request(
+    app: int, framing: str, body: bytes
+) -> None:
+    headers = [("Content-Type", "text/plain")]
+    if framing == "chunked":
+        request = build_request(
+            "POST", "/ignore_body", body, headers + [("Transfer-Encoding", "chunked")], length=False
+        )
+    else:
+        request = build_request("POST", "/ignore_body", body, headers)
+    with Conn(app) as conn:
+        conn.send(request + build_request("GET", "/counter?n=2"))
+        first, second = conn.reply(), conn.reply()
+    assert (first.status, first.body) == (200, b"ignored")
+    assert (second.status, second.body) == (200, b"request 2")
+
+
+def test_unread_malformed_chunked_body_closes_the_connection(app: int) -> None:
+    body = b"zz\r\nGET /counter?n=666 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    headers = [("Content-Type", "text/plain"), ("Transfer-Encoding", "chunked")]
+    with Conn(app) as conn:
+        conn.send(build_request("POST", "/ignore_body", body, headers, length=False))
+        reply = conn.reply()
+        rest = conn.read_until_closed()
+    assert (reply.status, reply.body, reply.header("Connection")) == (200, b"ignored", "close")
+    assert rest == b""
 
 
 def test_connection_close_is_honoured(app: int) -> None:

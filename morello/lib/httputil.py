@@ -310,6 +310,11 @@ class CaseInsensitiveDict(dict):
         return new
 
 
+#: Control characters, dropped from response header names and values so that
+#: no value can end its header line and start another (response splitting).
+CONTROL_CHARS = bytes(range(32)) + b"\x7f"
+
+
 class HeaderMap(CaseInsensitiveDict):
     """Request or response headers: a case-insensitive dict of str values."""
 
@@ -345,7 +350,10 @@ class HeaderMap(CaseInsensitiveDict):
                 name = str(name)
             if not isinstance(value, (str, bytes)):
                 value = str(value)
-            yield cls.encode(name), cls.encode(value)
+            yield (
+                cls.encode(name).translate(None, CONTROL_CHARS),
+                cls.encode(value).translate(None, CONTROL_CHARS),
+            )
 
     @classmethod
     def encode(cls, value: str | bytes) -> bytes:
