@@ -161,13 +161,18 @@ class Tree:
             path = path[: path.rfind("/")]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        path = urljoin(environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""))
-        script_name = self.script_name(path or "/")
+        outer_script_name = environ.get("SCRIPT_NAME", "")
+        path_info = environ.get("PATH_INFO", "")
+        path = urljoin(outer_script_name, path_info)
+        script_name = self.script_name(path)
         if script_name is None:
             start_response("404 Not Found", [])
             return []
         app = self.apps[script_name]
-        environ = environ.copy()
-        environ["SCRIPT_NAME"] = script_name
-        environ["PATH_INFO"] = path[len(script_name.rstrip("/")) :]
+        inner_path_info = path[len(script_name.rstrip("/")) :]
+        if script_name != outer_script_name or inner_path_info != path_info:
+            # The environ belongs to the server: change a copy.
+            environ = environ.copy()
+            environ["SCRIPT_NAME"] = script_name
+            environ["PATH_INFO"] = inner_path_info
         return app(environ, start_response)

@@ -217,14 +217,6 @@ class Dispatcher:
                     conf.update(section)
             trail.append((name, node, conf, left))
 
-        def merged_config() -> dict[str, Any]:
-            base = morello.config.copy()
-            for _name, _node, conf, left in trail:
-                base.update(conf)
-                if "tools.staticdir.dir" in conf:
-                    base["tools.staticdir.section"] = "/" + "/".join(fullpath[: total - left])
-            return base
-
         last = len(trail) - 1
         for i in range(last, -1, -1):
             _name, candidate, _conf, left = trail[i]
@@ -233,16 +225,29 @@ class Dispatcher:
             default = getattr(candidate, "default", None)
             if default is not None and getattr(default, "exposed", False):
                 trail.insert(i + 1, ("default", default, dict(getattr(default, "_cp_config", ())), left))
-                request.config = merged_config()
+                request.config = self._merged_config(trail, fullpath)
                 request.is_index = path.endswith("/")
                 return default, fullpath[total - left : -1]
             if getattr(candidate, "exposed", False):
-                request.config = merged_config()
+                request.config = self._merged_config(trail, fullpath)
                 request.is_index = i == last
                 return candidate, fullpath[total - left : -1]
 
-        request.config = merged_config()
+        request.config = self._merged_config(trail, fullpath)
         return None, []
+
+    @staticmethod
+    def _merged_config(trail: list[tuple[str, Any, dict[str, Any], int]], fullpath: list[str]) -> dict[str, Any]:
+        """The global config updated with each trail node's config, root first."""
+        config = morello.config.copy()
+        total = len(fullpath)
+        for _name, _node, conf, left in trail:
+            if conf:
+                config.update(conf)
+                if "tools.staticdir.dir" in conf:
+                    # staticdir resolves its paths relative to the section that set it.
+                    config["tools.staticdir.section"] = "/" + "/".join(fullpath[: total - left])
+        return config
 
 
 class MethodDispatcher(Dispatcher):

@@ -175,10 +175,10 @@ class InternalRedirector:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         visited = []
         while True:
-            environ = environ.copy()
             try:
                 return self.nextapp(environ, start_response)
             except InternalRedirect as redirect:
+                environ = environ.copy()
                 script_name = environ.get("SCRIPT_NAME", "")
                 old_uri = script_name + environ.get("PATH_INFO", "")
                 if environ.get("QUERY_STRING"):

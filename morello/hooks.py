@@ -61,10 +61,18 @@ class HookMap(dict):
         for point in points or ():
             self[point] = []
 
+    def __missing__(self, point: str) -> list[Hook]:
+        # Per-request maps start with the non-empty points only (cheaper to
+        # copy); a standard point gets its list on first use.
+        if point not in HOOK_POINTS:
+            raise KeyError(point)
+        hooks: list[Hook] = []
+        self[point] = hooks
+        return hooks
+
     def copy(self) -> HookMap:
         new = HookMap()
-        for point, hooks in self.items():
-            new[point] = hooks[:]
+        dict.update(new, {point: hooks[:] for point, hooks in self.items() if hooks})
         return new
 
     def attach(
@@ -85,9 +93,11 @@ class HookMap(dict):
         latest exception is re-raised. Unexpected errors are logged as they happen
         because a later failsafe hook might hide them.
         """
-        hooks = self[point]
+        hooks = self.get(point)
         if hooks:
             self.run_hooks(sorted(hooks) if len(hooks) > 1 else hooks)
+        elif hooks is None and point not in HOOK_POINTS:
+            raise KeyError(point)
 
     @classmethod
     def run_hooks(cls, hooks: Iterable[Hook]) -> None:

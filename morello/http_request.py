@@ -7,8 +7,9 @@ the handler and finalize the response, running hooks at each stage.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from http.cookies import CookieError, SimpleCookie
+from http.cookies import CookieError
 from typing import Any
 
 import morello
@@ -23,6 +24,7 @@ from morello.errors import (
     format_exc,
 )
 from morello.hooks import HOOK_POINTS, HookMap
+from morello.http_response import LazyCookie
 from morello.lib.httputil import HeaderMap, Host, decode_TEXT, parse_query_string
 from morello.serving import serving
 
@@ -43,6 +45,27 @@ class LazyUUID4:
 
     def __str__(self) -> str:
         return str(self.uuid4)
+
+
+@functools.lru_cache(maxsize=16)
+def _protocol(name: str) -> tuple[int, int]:
+    # 'HTTP/1.1' -> (1, 1); there are only a couple of distinct values.
+    return int(name[5]), int(name[7])
+
+
+class _LazyBody:
+    """``request.body``, built on first use: most requests never touch it.
+
+    Until the request reaches dispatch (where CherryPy builds the body) it
+    reads as None.
+    """
+
+    def __get__(self, request: Any, owner: Any = None) -> Any:
+        if request is None or not request.__dict__.get("_body_ready"):
+            return None
+        body = RequestBody(request.rfile, request.headers, request_params=request.params)
+        request.__dict__["body"] = body
+        return body
 
 
 def _default_error_response() -> None:
@@ -77,9 +100,9 @@ class Request:
     params: dict[str, Any] = {}
     header_list: list[tuple[str, str]] = []
     headers = HeaderMap()
-    cookie = SimpleCookie()
+    cookie = LazyCookie()
     rfile: Any = None
-    body: RequestBody | None = None
+    body: RequestBody | None = _LazyBody()  # type: ignore[assignment]
     script_name = ""
     path_info = "/"
     #: The authenticated user name, for the access log.
@@ -159,17 +182,13 @@ class Request:
             path = path or "/"
             self.query_string = query_string or ""
             self.params = {}
-            client = (int(req_protocol[5]), int(req_protocol[7]))
-            server = (int(self.server_protocol[5]), int(self.server_protocol[7]))
-            self.protocol = min(client, server)
+            self.protocol = min(_protocol(req_protocol), _protocol(self.server_protocol))
             response.headers.protocol = self.protocol
             url = f"{path}?{query_string}" if query_string else path
             self.request_line = f"{method} {url} {req_protocol}"
             self.header_list = list(headers)
             self.headers = HeaderMap()
             self.rfile = rfile
-            self.body = None
-            self.cookie = SimpleCookie()
             self.handler = None
             self.script_name = self.app.script_name
             self.path_info = path[len(self.script_name) :]
@@ -245,7 +264,7 @@ class Request:
         self.stage = "get_resource"
         self.get_resource(path_info)
 
-        self.body = RequestBody(self.rfile, self.headers, request_params=self.params)
+        self._body_ready = True
         self.namespaces(self.config)
         self._config_applied = True
 

@@ -44,6 +44,16 @@ class ResponseBody:
         obj._body = prepare_iter(value)
 
 
+class LazyCookie:
+    """A ``cookie`` attribute created on first use (most requests have none)."""
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        cookie = obj.__dict__["cookie"] = SimpleCookie()
+        return cookie
+
+
 class _DateCache:
     """The ``Date`` header value, formatted at most once per second."""
 
@@ -65,7 +75,7 @@ class Response:
     #: ``(name, value)`` pairs, valid after :meth:`finalize`.
     header_list: list[tuple[str, str]] | None = []
     headers = HeaderMap()
-    cookie = SimpleCookie()
+    cookie = LazyCookie()
     body = ResponseBody()
     #: When the response was started (seconds since the epoch).
     time: float | None = None
@@ -85,7 +95,6 @@ class Response:
         dict.__setitem__(headers, "Content-Type", "text/html")
         dict.__setitem__(headers, "Server", self.server_header)
         dict.__setitem__(headers, "Date", _DateCache.get(now))
-        self.cookie = SimpleCookie()
 
     def collapse_body(self) -> bytes:
         """Join the body into one bytes object (and keep it as the body)."""
@@ -100,13 +109,17 @@ class Response:
 
     def finalize(self) -> None:
         """Fix the status line, Content-Length and the header list."""
-        try:
-            code, reason, _ = valid_status(self.status)
-        except ValueError as exc:
-            raise HTTPError(500, exc.args[0]) from None
-        headers = self.headers
-        self.status = f"{code} {reason}"
+        status = self.status
+        if status is None or status == 200:
+            code, self.status = 200, "200 OK"  # the common case, without parsing
+        else:
+            try:
+                code, reason, _ = valid_status(status)
+            except ValueError as exc:
+                raise HTTPError(500, exc.args[0]) from None
+            self.status = f"{code} {reason}"
         self.output_status = self.status
+        headers = self.headers
 
         if self.stream:
             if dict.get(headers, "Content-Length") is None:
@@ -117,7 +130,9 @@ class Response:
             self._flush_body()
             self.body = b""
         elif dict.get(headers, "Content-Length") is None:
-            dict.__setitem__(headers, "Content-Length", len(self.collapse_body()))
+            body = b"".join(self._body)
+            self._body = [body]
+            dict.__setitem__(headers, "Content-Length", len(body))
 
         self.header_list = header_list = [
             (name, value if type(value) is str else str(value)) for name, value in headers.items()
@@ -127,8 +142,9 @@ class Response:
             if not (value.isascii() and value.isprintable() and name.isprintable()):
                 self.header_list = _encode_header_values(header_list)
                 break
-        if self.cookie:
-            for _name, morsel in sorted(self.cookie.items()):
+        cookie = self.__dict__.get("cookie")  # None if nobody asked for one
+        if cookie:
+            for _name, morsel in sorted(cookie.items()):
                 cookie = morsel.OutputString().translate(_DROP_CONTROL_CHARS)
                 self.header_list.append(("Set-Cookie", cookie))
 

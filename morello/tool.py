@@ -197,23 +197,35 @@ class Toolbox:
             value.namespace = self.namespace
         object.__setattr__(self, name, value)
 
-    # The request applies config namespaces as context managers: collect the
-    # ``<tool>.<arg>`` keys on enter, set up the tools that are on at exit.
-    def __enter__(self) -> Callable[[str, Any], None]:
-        serving.request.toolmaps[self.namespace] = toolmap = {}
+    def apply(self, entries: dict[str, Any]) -> None:
+        """Set up this box's tools for the current request.
 
-        def populate(key: str, value: Any) -> None:
+        ``entries`` are the box's config keys without the namespace
+        (``'gzip.on'``, ``'gzip.compress_level'``...). They become
+        ``request.toolmaps[namespace]``; every tool that is on is set up.
+        """
+        toolmap: dict[str, dict[str, Any]] = {}
+        for key, value in entries.items():
             tool_name, arg = key.split(".", 1)
-            toolmap.setdefault(tool_name, {})[arg] = value
+            settings = toolmap.get(tool_name)
+            if settings is None:
+                toolmap[tool_name] = settings = {}
+            settings[arg] = value
+        serving.request.toolmaps[self.namespace] = toolmap
+        for name, settings in toolmap.items():
+            if settings.get("on", False):
+                getattr(self, name)._setup()
 
-        return populate
+    # The context-manager form of a namespace handler, for callers that use
+    # it: collect the keys on enter, apply them at exit.
+    def __enter__(self) -> Callable[[str, Any], None]:
+        entries: dict[str, Any] = {}
+        serving.request.toolmaps[self.namespace] = entries
+        return entries.__setitem__
 
-    def __exit__(self, *exc_info: Any) -> None:
-        toolmap = serving.request.toolmaps.get(self.namespace)
-        if toolmap:
-            for name, settings in toolmap.items():
-                if settings.get("on", False):
-                    getattr(self, name)._setup()
+    def __exit__(self, exc_type: Any, *exc_info: Any) -> None:
+        if exc_type is None:
+            self.apply(serving.request.toolmaps[self.namespace])
 
     def register(self, point: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator: make the function a tool of this box at ``point``."""

@@ -128,7 +128,7 @@ class ResponseEncoder:
             content_type == "text/html"
             and self.encoding is None
             and not response.stream
-            and "Accept-Charset" not in serving.request.headers
+            and not dict.__contains__(serving.request.headers, "Accept-Charset")
             and self.default_encoding == "utf-8"
             and type(self.body) is list
         ):

@@ -33,7 +33,7 @@ HTTPDate = functools.partial(email.utils.formatdate, usegmt=True)
 
 def urljoin(*atoms: str) -> str:
     """Join path atoms with single slashes (``'/'`` when everything is empty)."""
-    url = "/".join(a for a in atoms if a)
+    url = "/".join([a for a in atoms if a])
     while "//" in url:
         url = url.replace("//", "/")
     return url or "/"
@@ -271,7 +271,7 @@ class CaseInsensitiveDict(dict):
     __slots__ = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__()
+        dict.__init__(self)
         if args or kwargs:
             self.update(*args, **kwargs)
 
@@ -318,12 +318,9 @@ CONTROL_CHARS = bytes(range(32)) + b"\x7f"
 class HeaderMap(CaseInsensitiveDict):
     """Request or response headers: a case-insensitive dict of str values."""
 
-    __slots__ = ("protocol",)
     encodings = ("iso-8859-1",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.protocol = (1, 1)
+    #: The HTTP version of the message, as a tuple.
+    protocol = (1, 1)
 
     def copy(self) -> HeaderMap:
         new = super().copy()

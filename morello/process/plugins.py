@@ -338,6 +338,8 @@ class ThreadManager(SimplePlugin):
     def acquire_thread(self) -> None:
         """Publish ``start_thread`` the first time the current thread is seen."""
         ident = threading.get_ident()
+        if ident in self.threads:  # every request after the first: no lock needed
+            return
         with self._lock:
             if ident in self.threads:
                 return
