@@ -71,8 +71,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def load_with_wrk(port: int, seconds: float, connections: int) -> float:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"http://127.0.0.1:{port}/"],
-        capture_output=True, text=True, check=True, timeout=seconds + 30,
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            f"http://127.0.0.1:{port}/",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
     ).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
@@ -117,8 +126,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=10)
     args = parser.parse_args()
     load = load_with_wrk if shutil.which("wrk") else load_with_threads
-    print(f"client: {'wrk' if load is load_with_wrk else 'python threads'}, "
-          f"{args.connections} connections, {args.seconds:g}s x {args.rounds} rounds", flush=True)
+    print(
+        f"client: {'wrk' if load is load_with_wrk else 'python threads'}, "
+        f"{args.connections} connections, {args.seconds:g}s x {args.rounds} rounds",
+        flush=True,
+    )
 
     best = {name: 0.0 for name in SERVERS}
     for round_no in range(1, args.rounds + 1):

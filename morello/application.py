@@ -88,7 +88,9 @@ class Application:
             trail = "/" if slash == 0 and trail != "/" else trail[:slash]
         return default
 
-    def get_serving(self, local: Host, remote: Host, scheme: str, server_protocol: str) -> tuple[Any, Any]:
+    def get_serving(
+        self, local: Host, remote: Host, scheme: str, server_protocol: str
+    ) -> tuple[Any, Any]:
         """Create the request and response for this thread and make them current."""
         request = self.request_class(local, remote, scheme, server_protocol)
         request.app = self

@@ -72,7 +72,9 @@ def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
-def check_arguments(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def check_arguments(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
     """Raise the HTTPError a client gets for arguments that do not fit ``func``.
 
     Missing arguments and extra path segments or query parameters are 404
@@ -85,7 +87,9 @@ def check_arguments(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dic
     request = serving.request
     show = getattr(request, "show_mismatched_params", False)
     params = signature.parameters.values()
-    named = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    named = [
+        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
     positional = [p for p in named if p.kind != p.KEYWORD_ONLY]
     takes_varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
     takes_varkw = any(p.kind == p.VAR_KEYWORD for p in params)
@@ -156,7 +160,9 @@ class Dispatcher:
         func, vpath = self.find_handler(path_info)
         request = serving.request
         if func:
-            request.handler = LateParamPageHandler(func, *[seg.replace("%2F", "/") for seg in vpath])
+            request.handler = LateParamPageHandler(
+                func, *[seg.replace("%2F", "/") for seg in vpath]
+            )
         else:
             request.handler = NotFound()
 
@@ -187,7 +193,12 @@ class Dispatcher:
             subnode = getattr(node, name.translate(self.translate), None)
             if subnode is None:
                 custom = getattr(node, self.dispatch_method_name, None)
-                if custom and callable(custom) and not getattr(custom, "exposed", False) and before > 1:
+                if (
+                    custom
+                    and callable(custom)
+                    and not getattr(custom, "exposed", False)
+                    and before > 1
+                ):
                     index_name = remaining.pop()
                     subnode = custom(vpath=remaining)
                     remaining.append(index_name)
@@ -224,7 +235,9 @@ class Dispatcher:
                 continue
             default = getattr(candidate, "default", None)
             if default is not None and getattr(default, "exposed", False):
-                trail.insert(i + 1, ("default", default, dict(getattr(default, "_cp_config", ())), left))
+                trail.insert(
+                    i + 1, ("default", default, dict(getattr(default, "_cp_config", ())), left)
+                )
                 request.config = self._merged_config(trail, fullpath)
                 request.is_index = path.endswith("/")
                 return default, fullpath[total - left : -1]
@@ -237,7 +250,9 @@ class Dispatcher:
         return None, []
 
     @staticmethod
-    def _merged_config(trail: list[tuple[str, Any, dict[str, Any], int]], fullpath: list[str]) -> dict[str, Any]:
+    def _merged_config(
+        trail: list[tuple[str, Any, dict[str, Any], int]], fullpath: list[str]
+    ) -> dict[str, Any]:
         """The global config updated with each trail node's config, root first."""
         config = morello.config.copy()
         total = len(fullpath)

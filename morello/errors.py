@@ -67,7 +67,9 @@ class HTTPRedirect(MorelloException):
     302 for HTTP/1.0 clients and must be between 300 and 399.
     """
 
-    def __init__(self, urls: str | list[str], status: int | None = None, encoding: str | None = None):
+    def __init__(
+        self, urls: str | list[str], status: int | None = None, encoding: str | None = None
+    ):
         self.encoding = encoding or "utf-8"
         if isinstance(urls, (str, bytes)):
             urls = [urls]
@@ -181,8 +183,10 @@ class HTTPError(MorelloException):
     @classmethod
     @contextlib.contextmanager
     def handle(
-        cls, exception: type[BaseException] | tuple[type[BaseException], ...],
-        status: int | str = 500, message: str = "",
+        cls,
+        exception: type[BaseException] | tuple[type[BaseException], ...],
+        status: int | str = 500,
+        message: str = "",
     ) -> Iterator[None]:
         """Turn ``exception`` raised inside the block into this HTTP error."""
         try:
@@ -259,7 +263,9 @@ def get_error_page(status: int | str, **kwargs: Any) -> Any:
         except Exception:
             failure = traceback.format_exception_only(*sys.exc_info()[:2])[-1]
             note = kwargs["message"] + "<br />" if kwargs["message"] else ""
-            kwargs["message"] = note + "In addition, the custom error page failed:\n<br />" + failure
+            kwargs["message"] = (
+                note + "In addition, the custom error page failed:\n<br />" + failure
+            )
     serving.response.headers["Content-Type"] = "text/html;charset=utf-8"
     return (template % kwargs).encode("utf-8")
 
@@ -288,7 +294,9 @@ def format_exc(exc: BaseException | None = None) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-def bare_error(extrabody: str | bytes | None = None) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+def bare_error(
+    extrabody: str | bytes | None = None,
+) -> tuple[str, list[tuple[str, str]], list[bytes]]:
     """A last-resort plain-text 500 for when the normal error machinery failed.
 
     Returns ``(status, header_list, body)`` ready for WSGI.

@@ -43,7 +43,9 @@ def translate_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
 class AppResponse:
     """Run one request through ``app`` and serve its response body."""
 
-    def __init__(self, environ: dict[str, Any], start_response: Callable[..., Any], app: Any) -> None:
+    def __init__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], app: Any
+    ) -> None:
         self.app = app
         self.environ = environ
         self.start_response = start_response
@@ -128,7 +130,9 @@ class AppResponse:
         if path.isascii() and query_string.isascii():
             return path, query_string
         old = self.environ.get("wsgi.url_encoding", "ISO-8859-1")
-        new = self.app.find_config(self.environ.get("PATH_INFO", ""), "request.uri_encoding", "utf-8")
+        new = self.app.find_config(
+            self.environ.get("PATH_INFO", ""), "request.uri_encoding", "utf-8"
+        )
         if new.lower() == old.lower():
             return path, query_string
         try:
@@ -140,7 +144,11 @@ class AppResponse:
 class ExceptionTrapper:
     """Middleware: turn an exception escaping the application into a bare 500."""
 
-    def __init__(self, nextapp: WSGIApp, throws: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit)):
+    def __init__(
+        self,
+        nextapp: WSGIApp,
+        throws: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit),
+    ):
         self.nextapp = nextapp
         self.throws = throws
 
@@ -190,7 +198,9 @@ class InternalRedirector:
                         new_uri += "?" + redirect.query_string
                     if new_uri in visited:
                         redirect.request.close()
-                        raise RuntimeError(f"InternalRedirector visited the same URL twice: {new_uri!r}") from None
+                        raise RuntimeError(
+                            f"InternalRedirector visited the same URL twice: {new_uri!r}"
+                        ) from None
                 environ["REQUEST_METHOD"] = "GET"
                 environ["PATH_INFO"] = redirect.path
                 environ["QUERY_STRING"] = redirect.query_string
@@ -214,7 +224,9 @@ class WSGIPipeline:
     head: WSGIApp | None = None
     response_class: type[AppResponse] = AppResponse
 
-    def __init__(self, app: Any, pipeline: list[tuple[str, Callable[..., WSGIApp]]] | None = None) -> None:
+    def __init__(
+        self, app: Any, pipeline: list[tuple[str, Callable[..., WSGIApp]]] | None = None
+    ) -> None:
         self.app = app
         self.pipeline = list(self.pipeline)
         if pipeline:

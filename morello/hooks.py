@@ -89,8 +89,8 @@ class HookMap(dict):
     def run(self, point: str) -> None:
         """Run the hooks at ``point`` by priority.
 
-        After a hook raises, only failsafe hooks still run; then the first
-        latest exception is re-raised. Unexpected errors are logged as they happen
+        After a hook raises, only failsafe hooks still run; then the latest
+        exception is re-raised. Unexpected errors are logged as they happen
         because a later failsafe hook might hide them.
         """
         hooks = self.get(point)

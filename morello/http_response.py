@@ -12,9 +12,7 @@ from morello.errors import HTTPError
 from morello.lib import file_generator
 from morello.lib.httputil import CONTROL_CHARS, HeaderMap, HTTPDate, valid_status
 
-_STR_BODY_ERROR = (
-    "Page handlers MUST return bytes. Use tools.encode if you wish to return unicode."
-)
+_STR_BODY_ERROR = "Page handlers MUST return bytes. Use tools.encode if you wish to return unicode."
 
 
 def prepare_iter(value: Any) -> Any:

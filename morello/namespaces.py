@@ -14,7 +14,6 @@ from typing import Any
 from morello.hooks import Hook
 from morello.serving import serving
 
-
 _EMPTY: dict[str, Any] = {}
 
 

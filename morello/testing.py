@@ -167,11 +167,15 @@ def serve_fixture() -> Iterator[Callable[..., Client]]:
     started: list[running] = []
 
     def start(
-        root: Any, config: dict[str, Any] | None = None, script_name: str = "",
+        root: Any,
+        config: dict[str, Any] | None = None,
+        script_name: str = "",
         global_config: dict[str, Any] | None = None,
     ) -> Client:
         if started:
-            raise RuntimeError("serve() was already called in this test; mount several apps with running()")
+            raise RuntimeError(
+                "serve() was already called in this test; mount several apps with running()"
+            )
         context = running({script_name: root}, config, global_config)
         client = context.__enter__()
         started.append(context)
@@ -247,7 +251,9 @@ class WebCase(unittest.TestCase):
         self.body = response.body
         return self.status, self.headers, self.body
 
-    def assertStatus(self, status: int | str | tuple[Any, ...] | list[Any], msg: str | None = None) -> None:  # noqa: N802
+    def assertStatus(
+        self, status: int | str | tuple[Any, ...] | list[Any], msg: str | None = None
+    ) -> None:  # noqa: N802
         """``status`` may be an int, ``"404"``, ``"404 Not Found"`` or a list of those."""
         wanted = status if isinstance(status, (tuple, list)) else [status]
         code, _, reason = self.status.partition(" ")
@@ -297,7 +303,9 @@ class WebCase(unittest.TestCase):
         if self._as_bytes(value) in self.body:
             self.fail(msg or f"{value!r} found in body")
 
-    def assertMatchesBody(self, pattern: bytes | str, msg: str | None = None, flags: int = 0) -> None:  # noqa: N802
+    def assertMatchesBody(
+        self, pattern: bytes | str, msg: str | None = None, flags: int = 0
+    ) -> None:  # noqa: N802
         if re.search(self._as_bytes(pattern), self.body, flags) is None:
             self.fail(msg or f"{pattern!r} does not match body")
 

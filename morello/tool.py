@@ -46,7 +46,11 @@ class Tool:
     namespace = "tools"
 
     def __init__(
-        self, point: str | None, callable: Callable[..., Any], name: str | None = None, priority: int = 50
+        self,
+        point: str | None,
+        callable: Callable[..., Any],
+        name: str | None = None,
+        priority: int = 50,
     ) -> None:
         self._point = point
         self.callable = callable
@@ -227,7 +231,9 @@ class Toolbox:
         if exc_type is None:
             self.apply(serving.request.toolmaps[self.namespace])
 
-    def register(self, point: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(
+        self, point: str, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator: make the function a tool of this box at ``point``."""
 
         def decorate(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -637,8 +637,9 @@ def test_checker_warns_about_values_of_the_wrong_type(checker_on: None) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # The bad thread_pool makes cheroot fail; the warning said why first.
-        with pytest.raises(ChannelFailures), running(
-            {"": Greeter()}, app_config, {"checker.on": True, "server.thread_pool": "ten"}
+        with (
+            pytest.raises(ChannelFailures),
+            running({"": Greeter()}, app_config, {"checker.on": True, "server.thread_pool": "ten"}),
         ):
             pass
     morello.tree.apps.clear()

@@ -29,8 +29,12 @@ class WSGIReply:
 
 
 def environ(
-    path: str, query: str = "", method: str = "GET", headers: dict[str, str] | None = None,
-    body: bytes = b"", script_name: str = "",
+    path: str,
+    query: str = "",
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    script_name: str = "",
 ) -> dict[str, Any]:
     """A minimal WSGI 1.0 environ for a request from 127.0.0.1 to 127.0.0.1:8080."""
     env: dict[str, Any] = {

@@ -11,11 +11,13 @@ class HelloWorld:
         return "Hello world!"
 
 
-morello.config.update({
-    "environment": "production",
-    "server.socket_host": "127.0.0.1",
-    "server.socket_port": int(sys.argv[1]),
-    "server.thread_pool": 10,
-    "log.screen": False,
-})
+morello.config.update(
+    {
+        "environment": "production",
+        "server.socket_host": "127.0.0.1",
+        "server.socket_port": int(sys.argv[1]),
+        "server.thread_pool": 10,
+        "log.screen": False,
+    }
+)
 morello.quickstart(HelloWorld())

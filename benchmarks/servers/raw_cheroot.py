@@ -9,10 +9,13 @@ BODY = b"Hello world!"
 
 
 def app(environ, start_response):
-    start_response("200 OK", [
-        ("Content-Type", "text/html;charset=utf-8"),
-        ("Content-Length", str(len(BODY))),
-    ])
+    start_response(
+        "200 OK",
+        [
+            ("Content-Type", "text/html;charset=utf-8"),
+            ("Content-Length", str(len(BODY))),
+        ],
+    )
     return [BODY]
 
 

@@ -44,7 +44,9 @@ class file_generator:  # noqa: N801 - CherryPy's public name
             close()
 
 
-def file_generator_limited(fileobj: BinaryIO, count: int, chunk_size: int = 65536) -> Iterator[bytes]:
+def file_generator_limited(
+    fileobj: BinaryIO, count: int, chunk_size: int = 65536
+) -> Iterator[bytes]:
     """Yield at most ``count`` bytes of ``fileobj`` in chunks."""
     remaining = count
     while remaining > 0:

@@ -9,8 +9,9 @@ from morello.serving import serving
 from morello.urls import url
 
 
-def trailing_slash(missing: bool = True, extra: bool = False, status: int | None = None,
-                   debug: bool = False) -> None:
+def trailing_slash(
+    missing: bool = True, extra: bool = False, status: int | None = None, debug: bool = False
+) -> None:
     """Redirect ``/dir`` to ``/dir/`` for index handlers (``missing``) and,
     if ``extra``, ``/page/`` to ``/page`` for the others."""
     request = serving.request

@@ -10,7 +10,9 @@ from morello.http_response import prepare_iter
 from morello.serving import serving
 
 
-def decode(encoding: str | list[str] | None = None, default_encoding: str | list[str] = "utf-8") -> None:
+def decode(
+    encoding: str | list[str] | None = None, default_encoding: str | list[str] = "utf-8"
+) -> None:
     """Set the charsets tried when decoding request body text.
 
     ``encoding`` replaces the list; ``default_encoding`` is appended to it.
@@ -133,7 +135,9 @@ class ResponseEncoder:
             and type(self.body) is list
         ):
             try:
-                self.body = [c.encode("utf-8", self.errors) if isinstance(c, str) else c for c in self.body]
+                self.body = [
+                    c.encode("utf-8", self.errors) if isinstance(c, str) else c for c in self.body
+                ]
             except UnicodeError:
                 raise HTTPError(500, self.failmsg % "utf-8") from None
             response.headers.pop("Content-Length", None)

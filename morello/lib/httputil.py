@@ -67,7 +67,9 @@ def valid_status(status: Any) -> tuple[int, str, str]:
     try:
         code = int(code)
     except (TypeError, ValueError):
-        raise ValueError(f"Illegal response status from server ({code!r} is non-numeric).") from None
+        raise ValueError(
+            f"Illegal response status from server ({code!r} is non-numeric)."
+        ) from None
     if code < 100 or code > 599:
         raise ValueError(f"Illegal response status from server ({code!r} is out of range).")
     default_reason, message = response_codes.get(code, ("", ""))

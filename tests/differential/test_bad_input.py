@@ -105,13 +105,16 @@ def test_long_request_target(compare, size):
         b"GET /users HTTP/1.1\r\n" + HOST + b"X-Bytes: caf\xc3\xa9\r\n\r\n",
         b"GET /users HTTP/1.1\n" + HOST.replace(b"\r\n", b"\n") + b"\n",
         b"POST /form HTTP/1.1\r\n" + HOST + b"Content-Length: abc\r\n\r\n",
-        b"POST /form HTTP/1.1\r\n" + HOST
+        b"POST /form HTTP/1.1\r\n"
+        + HOST
         + b"Content-Type: application/x-www-form-urlencoded\r\n"
         + b"Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nname=x\r\n0\r\n\r\n",
         b"POST /form HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip\r\n\r\n",
-        b"POST /form HTTP/1.1\r\n" + HOST
+        b"POST /form HTTP/1.1\r\n"
+        + HOST
         + b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\n\r\nname=%ff%",
-        b"POST /form HTTP/1.1\r\n" + HOST
+        b"POST /form HTTP/1.1\r\n"
+        + HOST
         + b"Content-Type: multipart/form-data; boundary=xx\r\nContent-Length: 4\r\n\r\nabcd",
     ],
 )
@@ -147,7 +150,8 @@ def test_multipart_without_boundary(compare):
     # body parser fail with an unhandled ValueError (500); the client sent a
     # malformed request, and morello says so (400).
     data = (
-        b"POST /form HTTP/1.1\r\n" + HOST
+        b"POST /form HTTP/1.1\r\n"
+        + HOST
         + b"Content-Type: multipart/form-data\r\nContent-Length: 4\r\n\r\nabcd"
     )
     ours, ref = compare.raw_both(data)

@@ -212,23 +212,34 @@ FORM_HEADERS = HOST + b"Content-Type: application/x-www-form-urlencoded\r\n"
     [
         (b"GET /text HTTP/1.1\r\n" + HOST + b"\r\nGET /raw HTTP/1.1\r\n" + HOST + b"\r\n", 2),
         (
-            b"POST /form HTTP/1.1\r\n" + FORM_HEADERS + b"Content-Length: 3\r\n\r\na=1"
-            + b"GET /text HTTP/1.1\r\n" + HOST + b"\r\n",
+            b"POST /form HTTP/1.1\r\n"
+            + FORM_HEADERS
+            + b"Content-Length: 3\r\n\r\na=1"
+            + b"GET /text HTTP/1.1\r\n"
+            + HOST
+            + b"\r\n",
             2,
         ),
         (
-            b"POST /unread HTTP/1.1\r\n" + FORM_HEADERS + b"Content-Length: 3\r\n\r\na=1"
-            + b"GET /text HTTP/1.1\r\n" + HOST + b"\r\n",
+            b"POST /unread HTTP/1.1\r\n"
+            + FORM_HEADERS
+            + b"Content-Length: 3\r\n\r\na=1"
+            + b"GET /text HTTP/1.1\r\n"
+            + HOST
+            + b"\r\n",
             2,
         ),
         (
-            b"GET /text HTTP/1.1\r\n" + HOST + b"Content-Length: 5\r\n\r\nhello"
-            + b"GET /raw HTTP/1.1\r\n" + HOST + b"\r\n",
+            b"GET /text HTTP/1.1\r\n"
+            + HOST
+            + b"Content-Length: 5\r\n\r\nhello"
+            + b"GET /raw HTTP/1.1\r\n"
+            + HOST
+            + b"\r\n",
             2,
         ),
         (
-            b"GET /text HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
-            + b"GET /raw HTTP/1.0\r\n\r\n",
+            b"GET /text HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + b"GET /raw HTTP/1.0\r\n\r\n",
             2,
         ),
         (b"GET /stream/ HTTP/1.1\r\n" + HOST + b"\r\nGET /text HTTP/1.1\r\n" + HOST + b"\r\n", 2),

@@ -225,8 +225,10 @@ class Root:
         request = cherrypy.request
         names = sorted(k for k in request.headers if k.lower() not in ("host",))
         return "\n".join(
-            [f"{request.method} {request.path_info} {request.query_string!r} "
-             f"{request.protocol!r} {request.base} {request.scheme}"]
+            [
+                f"{request.method} {request.path_info} {request.query_string!r} "
+                f"{request.protocol!r} {request.base} {request.scheme}"
+            ]
             + [f"{name}: {request.headers[name]}" for name in names]
         )
 

@@ -15,8 +15,15 @@ def show(*keys):
     return "\n".join(f"{key} = {config.get(key)!r}" for key in keys)
 
 
-SETTINGS = ("my.setting", "my.root_only", "my.global", "my.global_from_app_file", "my.types",
-            "my.text", "my.handler")
+SETTINGS = (
+    "my.setting",
+    "my.root_only",
+    "my.global",
+    "my.global_from_app_file",
+    "my.types",
+    "my.text",
+    "my.handler",
+)
 
 
 class Sub:

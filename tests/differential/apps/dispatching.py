@@ -124,16 +124,18 @@ class Introspect:
     def _describe(self, *args, **kwargs):
         request = cherrypy.request
         accept = [(str(e), e.value, e.qvalue) for e in request.headers.elements("Accept")]
-        return "\n".join([
-            f"args={args!r} kwargs={sorted(kwargs.items())!r}",
-            f"method={request.method} protocol={request.protocol!r} scheme={request.scheme}",
-            f"request_line={request.request_line!r}",
-            f"script_name={request.script_name!r} path_info={request.path_info!r}",
-            f"query_string={request.query_string!r} params={sorted(request.params.items())!r}",
-            f"is_index={request.is_index!r} base={request.base!r} url={cherrypy.url()!r}",
-            f"accept={accept!r}",
-            f"header_list={sorted(k.lower() for k, v in request.header_list)!r}",
-        ])
+        return "\n".join(
+            [
+                f"args={args!r} kwargs={sorted(kwargs.items())!r}",
+                f"method={request.method} protocol={request.protocol!r} scheme={request.scheme}",
+                f"request_line={request.request_line!r}",
+                f"script_name={request.script_name!r} path_info={request.path_info!r}",
+                f"query_string={request.query_string!r} params={sorted(request.params.items())!r}",
+                f"is_index={request.is_index!r} base={request.base!r} url={cherrypy.url()!r}",
+                f"accept={accept!r}",
+                f"header_list={sorted(k.lower() for k, v in request.header_list)!r}",
+            ]
+        )
 
     @cherrypy.expose
     def index(self, *args, **kwargs):

@@ -223,10 +223,7 @@ class Internal:
         request = cherrypy.request
         prev = request.prev
         came_from = f"{prev.path_info}?{prev.query_string}" if prev else None
-        return (
-            f"{request.method} {request.path_info} {sorted(kwargs.items())!r} "
-            f"from {came_from}"
-        )
+        return f"{request.method} {request.path_info} {sorted(kwargs.items())!r} from {came_from}"
 
     @cherrypy.expose
     def loop(self):

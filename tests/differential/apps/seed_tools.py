@@ -57,8 +57,9 @@ class Root:
     def download(self, name):
         from cherrypy.lib.static import serve_file
 
-        return serve_file(os.path.join(STATIC, os.path.basename(name)),
-                          "application/x-download", "attachment")
+        return serve_file(
+            os.path.join(STATIC, os.path.basename(name)), "application/x-download", "attachment"
+        )
 
 
 config = {

@@ -231,11 +231,15 @@ config = {
     "/nobody": {**HOOKS, "request.process_request_body": False},
     "/refused/error": {**HOOKS, "tools.refuse_start.on": True, "tools.refuse_start.status": 401},
     "/refused/crash": {
-        **HOOKS, "tools.refuse_handler.on": True, "tools.refuse_handler.status": 402
+        **HOOKS,
+        "tools.refuse_handler.on": True,
+        "tools.refuse_handler.status": 402,
     },
     "/refused/redirect": {**HOOKS, "tools.refuse_handler.on": True},
     "/refused/attach": {
-        **HOOKS, "tools.refuse_finalize.on": True, "tools.refuse_finalize.status": 503
+        **HOOKS,
+        "tools.refuse_finalize.on": True,
+        "tools.refuse_finalize.status": 503,
     },
     "/decorated/header": {"tools.header.value": "config beats decorator"},
     "/decorated/answered": {"mytools.answer.text": "configured answer"},
