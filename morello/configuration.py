@@ -17,38 +17,23 @@ from typing import Any
 from morello import configfile
 from morello.namespaces import NamespaceSet
 
+# Every preset switches off development conveniences.
+_DEPLOYED = {
+    "engine.autoreload.on": False,
+    "checker.on": False,
+    "tools.log_headers.on": False,
+    "request.show_tracebacks": False,
+    "request.show_mismatched_params": False,
+}
+
 #: Presets selected with the ``environment`` key of the global config.
 environments: dict[str, dict[str, Any]] = {
-    "staging": {
-        "engine.autoreload.on": False,
-        "checker.on": False,
-        "tools.log_headers.on": False,
-        "request.show_tracebacks": False,
-        "request.show_mismatched_params": False,
-    },
-    "production": {
-        "engine.autoreload.on": False,
-        "checker.on": False,
-        "tools.log_headers.on": False,
-        "request.show_tracebacks": False,
-        "request.show_mismatched_params": False,
-        "log.screen": False,
-    },
-    "embedded": {
-        # The host server owns the process: no reloading, no signal handling.
-        "engine.autoreload.on": False,
-        "checker.on": False,
-        "tools.log_headers.on": False,
-        "request.show_tracebacks": False,
-        "request.show_mismatched_params": False,
-        "log.screen": False,
-        "engine.SIGHUP": None,
-        "engine.SIGTERM": None,
-    },
+    "staging": dict(_DEPLOYED),
+    "production": {**_DEPLOYED, "log.screen": False},
+    # The host server owns the process: no reloading, no signal handling.
+    "embedded": {**_DEPLOYED, "log.screen": False, "engine.SIGHUP": None, "engine.SIGTERM": None},
     "test_suite": {
-        "engine.autoreload.on": False,
-        "checker.on": False,
-        "tools.log_headers.on": False,
+        **_DEPLOYED,
         "request.show_tracebacks": True,
         "request.show_mismatched_params": True,
         "log.screen": False,
