@@ -29,14 +29,27 @@ _CGI_HEADERS = {
 }
 
 
+# environ key -> header name ('' for keys that are no header); filled lazily.
+_HEADER_NAMES: dict[str, str] = {}
+
+
+def _header_name(key: str) -> str:
+    name = key[5:].replace("_", "-") if key[:5] == "HTTP_" else _CGI_HEADERS.get(key, "")
+    if len(_HEADER_NAMES) < 1000:  # bounded: clients choose the keys
+        _HEADER_NAMES[key] = name
+    return name
+
+
 def translate_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
     """The request headers as ``(Name, value)`` pairs from a WSGI environ."""
+    names = _HEADER_NAMES
     headers = []
     for key, value in environ.items():
-        if key[:5] == "HTTP_":
-            headers.append((key[5:].replace("_", "-"), value))
-        elif key in _CGI_HEADERS:
-            headers.append((_CGI_HEADERS[key], value))
+        name = names.get(key)
+        if name is None:
+            name = _header_name(key)
+        if name:
+            headers.append((name, value))
     return headers
 
 

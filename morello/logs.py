@@ -24,6 +24,8 @@ import time as _time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from morello.serving import serving
+
 __all__ = ["GlobalLogManager", "LogManager", "WSGIErrorHandler", "logfmt"]
 
 #: The formatter of the built-in handlers: the message alone (it already
@@ -129,8 +131,6 @@ class WSGIErrorHandler(logging.Handler):
     """Write records to ``wsgi.errors`` of the request being served."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        from morello.serving import serving
-
         environ = getattr(serving.request, "wsgi_environ", None)
         stream = environ.get("wsgi.errors") if environ else None
         if stream is None:
@@ -140,6 +140,21 @@ class WSGIErrorHandler(logging.Handler):
             stream.flush()
         except Exception:
             self.handleError(record)
+
+
+def _file_property(kind: str) -> property:
+    """The ``<kind>_file`` property of :class:`LogManager`: the file its ``<kind>_log`` writes."""
+    attr = f"{kind}_log"
+
+    def get_path(self: LogManager) -> str:
+        handler = self._find(getattr(self, attr), _FileHandler)
+        return handler.baseFilename if handler else ""
+
+    def set_path(self: LogManager, filename: str | os.PathLike[str] | None) -> None:
+        self._set_file(getattr(self, attr), filename)
+
+    doc = f"Path of the {kind} log file; set to a path to log there, '' or None to stop."
+    return property(get_path, set_path, doc=doc)
 
 
 class LogManager:
@@ -219,8 +234,6 @@ class LogManager:
         log = self.access_log
         if not (log.isEnabledFor(logging.INFO) and log.hasHandlers()):
             return
-        from morello.serving import serving
-
         try:
             line = self._format_access(serving.request, serving.response)
             log.log(logging.INFO, line)
@@ -304,25 +317,8 @@ class LogManager:
             handler.setFormatter(logfmt)
             log.addHandler(handler)
 
-    @property
-    def error_file(self) -> str:
-        """Path of the error log file; set to a path to log there, '' or None to stop."""
-        handler = self._find(self.error_log, _FileHandler)
-        return handler.baseFilename if handler else ""
-
-    @error_file.setter
-    def error_file(self, filename: str | os.PathLike[str] | None) -> None:
-        self._set_file(self.error_log, filename)
-
-    @property
-    def access_file(self) -> str:
-        """Path of the access log file; set to a path to log there, '' or None to stop."""
-        handler = self._find(self.access_log, _FileHandler)
-        return handler.baseFilename if handler else ""
-
-    @access_file.setter
-    def access_file(self, filename: str | os.PathLike[str] | None) -> None:
-        self._set_file(self.access_log, filename)
+    error_file = _file_property("error")
+    access_file = _file_property("access")
 
     @property
     def wsgi(self) -> bool:
@@ -349,8 +345,6 @@ class GlobalLogManager(LogManager):
     """
 
     def _app_log(self) -> Any:
-        from morello.serving import serving
-
         log = getattr(getattr(serving.request, "app", None), "log", None)
         return None if log is self else log
 

@@ -1,1 +1,1 @@
-pytest_plugins = ["morello.testing"]
+pytest_plugins = ["morello.testing", "bus_support"]

@@ -17,11 +17,15 @@ import select
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from morello.testing import HOST, free_port
+import pytest
+
+import morello
+from morello.testing import HOST, Client, free_port, running
 
 TIMEOUT = 5.0
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -165,6 +169,66 @@ def assert_alive(port: int, path: str = "/", body: bytes = b"alive") -> None:
     """The server still answers a normal request with the expected body."""
     reply = get(port, path)
     assert (reply.status, reply.body) == (200, body)
+
+
+def get_concurrently(client: Client, path: str, count: int = 2, timeout: float = 15.0) -> list[str]:
+    """GET ``path`` from ``count`` threads at once; their bodies in the order they were answered."""
+    texts: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: texts.append(client.get(path).text)) for _ in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return texts
+
+
+def alive_root(cp: Any) -> type:
+    """A base for a builder's root class: its index answers what :func:`assert_alive` expects."""
+
+    class AliveRoot:
+        @cp.expose
+        def index(self) -> str:
+            return "alive"
+
+    return AliveRoot
+
+
+def app_and_reference(
+    build: Callable[[Any], tuple[Any, dict[str, Any]]],
+    global_config: dict[str, Any] | None = None,
+) -> tuple[Any, Any]:
+    """The module-scoped ``app`` and ``reference`` fixtures of a test module, each a port.
+
+    ``app`` is ``build(morello)`` served by :func:`served` (with
+    ``global_config``), ``reference`` the same ``build`` served by
+    :func:`cherrypy_reference`. Use: ``app, reference = app_and_reference(build)``.
+    """
+    builder = f"{build.__module__}:{build.__name__}"
+
+    @pytest.fixture(scope="module")
+    def app() -> Iterator[int]:
+        with served(build, global_config) as port:
+            yield port
+
+    @pytest.fixture(scope="module")
+    def reference() -> Iterator[int]:
+        with cherrypy_reference(builder) as port:
+            yield port
+
+    return app, reference
+
+
+@contextlib.contextmanager
+def served(
+    build: Callable[[Any], tuple[Any, dict[str, Any]]],
+    global_config: dict[str, Any] | None = None,
+) -> Iterator[int]:
+    """Serve ``build(morello)`` at ``/`` with morello in this process; yields the port."""
+    root, app_config = build(morello)
+    with running({"": root}, app_config, global_config) as client:
+        yield client.port
 
 
 # argv: tests dir, framework, "module:function", port, global config as JSON.

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from e2e_support import get_concurrently
 from wsgi_direct import call, cherrypy_tree
 
 import morello
@@ -518,13 +519,7 @@ def test_thread_data_is_per_thread() -> None:
             return f"{threading.get_ident()} {data.hits}"
 
     with running({"": Root()}, global_config={"server.thread_pool": 2}) as client:
-        results: list[str] = []
-        threads = [threading.Thread(target=lambda: results.append(client.get("/").text))
-                   for _ in range(2)]  # fmt: skip
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(15)
+        results = get_concurrently(client, "/")
         later = [client.get("/").text for _ in range(4)]
     first = dict(line.split() for line in results)
     assert sorted(first.values()) == ["1", "1"] and len(first) == 2

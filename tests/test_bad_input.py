@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from e2e_support import (
     Conn,
+    alive_root,
     assert_alive,
     cherrypy_reference,
     raw_exchange,
@@ -32,11 +33,7 @@ FORM = b"Content-Type: application/x-www-form-urlencoded\r\n"
 def build(cp: Any) -> tuple[Any, dict[str, Any]]:
     """The app under test, for morello and for the CherryPy reference alike."""
 
-    class Root:
-        @cp.expose
-        def index(self) -> str:
-            return "alive"
-
+    class Root(alive_root(cp)):
         @cp.expose
         def echo(self, *args: str, **kwargs: str) -> str:
             return repr((args, sorted(kwargs.items())))

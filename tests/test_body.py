@@ -251,20 +251,26 @@ def test_multipart_crlf_and_boundary_lookalikes_inside_data():
     assert body.params["f"].file.read() == tricky
 
 
-def test_multipart_bare_lf_before_delimiter_is_stripped():
-    body = f"--{BOUNDARY}\r\n".encode()
-    body += b'Content-Disposition: form-data; name="a"\r\n\r\nx\n'
-    body += f"--{BOUNDARY}--\n".encode()
-    entity = make_body(body, f"multipart/form-data; boundary={BOUNDARY}")
-    entity.process()
-    assert entity.params == {"a": "x"}
-
-
-def test_multipart_delimiter_padding_and_missing_final_newline():
-    body = f"--{BOUNDARY} \t\r\n".encode()
-    body += b'Content-Disposition: form-data; name="a"\r\n\r\nx\r\n'
-    body += f"--{BOUNDARY}--".encode()
-    entity = make_body(body, f'multipart/form-data; boundary="{BOUNDARY}"')
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        # A bare LF before a delimiter is stripped with it.
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\n--{BOUNDARY}--\n',
+            f"multipart/form-data; boundary={BOUNDARY}",
+        ),
+        # Padding after a delimiter, a quoted boundary, no newline after the last one.
+        (
+            f"--{BOUNDARY} \t\r\n"
+            'Content-Disposition: form-data; name="a"\r\n\r\nx\r\n'
+            f"--{BOUNDARY}--",
+            f'multipart/form-data; boundary="{BOUNDARY}"',
+        ),
+    ],
+    ids=["bare-lf-before-delimiter-is-stripped", "delimiter-padding-and-missing-final-newline"],
+)
+def test_multipart_lenient_delimiters(body, content_type):
+    entity = make_body(body.encode(), content_type)
     entity.process()
     assert entity.params == {"a": "x"}
 

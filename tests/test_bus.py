@@ -9,77 +9,14 @@ import sys
 import textwrap
 import threading
 import time
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from bus_support import DEADLINE, messages, python_env, run_forked_reporting, wait_until
 
 from morello.process import bus as bus_module
 from morello.process import wspbus
 from morello.process.bus import Bus, ChannelFailures, states
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEADLINE = 15.0
-
-
-@pytest.fixture
-def bus() -> Bus:
-    return Bus()
-
-
-@pytest.fixture
-def log(bus: Bus) -> list[tuple[str, int]]:
-    entries: list[tuple[str, int]] = []
-    bus.subscribe("log", lambda msg, level: entries.append((msg, level)))
-    return entries
-
-
-def messages(entries: list[tuple[str, int]]) -> list[str]:
-    return [msg for msg, _ in entries]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(0.01)
-
-
-def wait_for_exit(pid: int, timeout: float = DEADLINE) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail(f"child {pid} did not exit within {timeout}s")
-        time.sleep(0.01)
-
-
-def run_forked(target: Callable[[], None]) -> int:
-    """Run ``target`` in a forked child and return its exit code (0 when it returns)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            target()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return wait_for_exit(pid)
-
-
-def python_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return env
-
 
 # -- states and channels ---------------------------------------------------
 
@@ -377,10 +314,7 @@ def test_failed_start_exits_bus_and_reraises(bus: Bus, log) -> None:
 
 
 def test_exit_listener_failure_kills_process_with_70() -> None:
-    read_fd, write_fd = os.pipe()
-
-    def child() -> None:
-        os.close(read_fd)
+    def child(write_fd: int) -> None:
         bus = Bus()
 
         def broken() -> None:
@@ -391,19 +325,13 @@ def test_exit_listener_failure_kills_process_with_70() -> None:
         bus.exit()
         os.write(write_fd, b" - and exit() returned")
 
-    code = run_forked(child)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        output = pipe.read()
+    code, output = run_forked_reporting(child)
     assert code == 70
     assert output == b"other exit listener ran"
 
 
 def test_exit_while_starting_kills_process_with_70() -> None:
-    read_fd, write_fd = os.pipe()
-
-    def child() -> None:
-        os.close(read_fd)
+    def child(write_fd: int) -> None:
         bus = Bus()
         never = threading.Event()
         bus.subscribe("start", lambda: never.wait(DEADLINE))  # a stuck start listener
@@ -416,10 +344,7 @@ def test_exit_while_starting_kills_process_with_70() -> None:
         threading.Thread(target=interrupt, daemon=True).start()
         bus.start()
 
-    code = run_forked(child)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        output = pipe.read()
+    code, output = run_forked_reporting(child)
     assert code == 70
     assert output == b"exit ran"
 
@@ -532,22 +457,16 @@ def test_block_exits_and_reraises_system_exit(bus: Bus, log) -> None:
     assert "SystemExit raised: shutting down bus" in messages(log)
 
 
-def test_block_reexecs_after_restart(bus: Bus, monkeypatch) -> None:
+@pytest.mark.parametrize(("ending", "reexecs"), [("restart", [True]), ("exit", [])])
+def test_block_reexecs_after_restart_not_after_plain_exit(
+    bus: Bus, monkeypatch, ending: str, reexecs: list[bool]
+) -> None:
     execs: list[bool] = []
     monkeypatch.setattr(bus, "_do_execv", lambda: execs.append(True))
     bus.start()
-    bus.subscribe("main", bus.restart)
+    bus.subscribe("main", getattr(bus, ending))
     bus.block(interval=0.01)
-    assert execs == [True]
-
-
-def test_block_does_not_reexec_after_plain_exit(bus: Bus, monkeypatch) -> None:
-    execs: list[bool] = []
-    monkeypatch.setattr(bus, "_do_execv", lambda: execs.append(True))
-    bus.start()
-    bus.subscribe("main", bus.exit)
-    bus.block(interval=0.01)
-    assert execs == []
+    assert execs == reexecs
 
 
 def test_start_with_callback_runs_after_start_listeners(bus: Bus) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_support import get_concurrently
 
 import morello
 from morello.process.bus import states
@@ -288,13 +289,7 @@ def test_thread_manager_reports_real_server_threads() -> None:
     morello.engine.subscribe("stop_thread", on_stop_thread)
     try:
         with running({"": Root()}, global_config={"server.thread_pool": 2}) as client:
-            idents: list[str] = []
-            threads = [threading.Thread(target=lambda: idents.append(client.get("/?wait=1").text))
-                       for _ in range(2)]  # fmt: skip
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(DEADLINE)
+            idents = get_concurrently(client, "/?wait=1", timeout=DEADLINE)
             for _ in range(4):  # threads already seen are not reported again
                 idents.append(client.get("/").text)
             assert stopped == []

@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 from e2e_support import (
     Conn,
+    alive_root,
+    app_and_reference,
     assert_alive,
     build_request,
-    cherrypy_reference,
     exchange,
     get,
     subprocess_server,
 )
 
 import morello
-from morello.testing import running
 
 TEMPLATE = "<html>TEMPLATE|%(status)s|%(message)s|%(traceback)s|%(version)s</html>"
 HOOK_POINTS = (
@@ -232,7 +232,7 @@ def build(cp: Any) -> tuple[Any, dict[str, Any]]:
         setattr(Hooks, point, hooked(point))
         setattr(Hooks, f"http_{point}", hooked(point, http=True))
 
-    class Root:
+    class Root(alive_root(cp)):
         errors = Errors()
         redirect = Redirects()
         internal = Internal()
@@ -241,10 +241,6 @@ def build(cp: Any) -> tuple[Any, dict[str, Any]]:
         broken = Pages()
         broken_callable = Pages()
         hooks = Hooks()
-
-        @cp.expose
-        def index(self) -> str:
-            return "alive"
 
     template = _template_file()
     config = {
@@ -256,17 +252,7 @@ def build(cp: Any) -> tuple[Any, dict[str, Any]]:
     return Root(), config
 
 
-@pytest.fixture(scope="module")
-def app() -> Iterator[int]:
-    root, config = build(morello)
-    with running({"": root}, config) as client:
-        yield client.port
-
-
-@pytest.fixture(scope="module")
-def reference() -> Iterator[int]:
-    with cherrypy_reference("test_errors:build") as port:
-        yield port
+app, reference = app_and_reference(build)
 
 
 def both(app: int, reference: int, path: str, protocol: str = "HTTP/1.1") -> tuple[Any, Any]:

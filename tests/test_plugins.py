@@ -11,12 +11,18 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from bus_support import (
+    DEADLINE,
+    fork,
+    messages,
+    python_env,
+    run_forked_reporting,
+    wait_for_exit,
+    wait_until,
+)
 
 from morello.process import plugins
 from morello.process.bus import Bus, states
@@ -31,67 +37,6 @@ from morello.process.plugins import (
     SimplePlugin,
     ThreadManager,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEADLINE = 15.0
-
-
-@pytest.fixture
-def bus() -> Bus:
-    return Bus()
-
-
-@pytest.fixture
-def log(bus: Bus) -> list[tuple[str, int]]:
-    entries: list[tuple[str, int]] = []
-    bus.subscribe("log", lambda msg, level: entries.append((msg, level)))
-    return entries
-
-
-def messages(entries: list[tuple[str, int]]) -> list[str]:
-    return [msg for msg, _ in entries]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(0.01)
-
-
-def wait_for_exit(pid: int, timeout: float = DEADLINE) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail(f"child {pid} did not exit within {timeout}s")
-        time.sleep(0.01)
-
-
-def fork(target: Callable[[], None]) -> int:
-    """Run ``target`` in a forked child that exits 0 if it returns, 1 if it raises."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            target()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return pid
-
-
-def python_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return env
 
 
 def append_line(path: Path, line: str) -> None:
@@ -423,10 +368,8 @@ def test_drop_privileges_resolves_names(bus: Bus) -> None:
 @pytest.mark.parametrize("by_name", [True, False])
 def test_drop_privileges_switches_user_in_child(by_name: bool) -> None:
     uid, gid, group = nobody_ids()
-    read_fd, write_fd = os.pipe()  # report back without needing a writable path
 
-    def child() -> None:
-        os.close(read_fd)
+    def child(write_fd: int) -> None:  # reports back without needing a writable path
         bus = Bus()
         logged: list[str] = []
         bus.subscribe("log", lambda msg, level: logged.append(msg))
@@ -448,11 +391,8 @@ def test_drop_privileges_switches_user_in_child(by_name: bool) -> None:
             json.dump(report, pipe)
         bus.exit()
 
-    pid = fork(child)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        output = pipe.read()
-    assert wait_for_exit(pid) == 0
+    code, output = run_forked_reporting(child)
+    assert code == 0
     result = json.loads(output)
     assert (result["uid"], result["euid"], result["gid"]) == (uid, uid, gid)
     assert result["groups"] in ([], [gid])

@@ -9,20 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from e2e_support import (
+    alive_root,
+    app_and_reference,
     assert_alive,
     build_request,
-    cherrypy_reference,
     chunked,
     exchange,
 )
-
-import morello
-from morello.testing import running
 
 FORM = [("Content-Type", "application/x-www-form-urlencoded")]
 JSON = [("Content-Type", "application/json")]
@@ -40,11 +37,7 @@ def build(cp: Any) -> tuple[Any, dict[str, Any]]:
         handler._cp_config = config
         return cp.expose(handler)
 
-    class Root:
-        @cp.expose
-        def index(self) -> str:
-            return "alive"
-
+    class Root(alive_root(cp)):
         @cp.expose
         def echo(self, **kwargs: Any) -> str:
             return json.dumps(kwargs, sort_keys=True)
@@ -101,18 +94,7 @@ def build(cp: Any) -> tuple[Any, dict[str, Any]]:
 MAX_BODY = 6 * 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def app() -> Iterator[int]:
-    """The app from :func:`build` served by morello for this module; yields its port."""
-    root, config = build(morello)
-    with running({"": root}, config, {"server.max_request_body_size": MAX_BODY}) as client:
-        yield client.port
-
-
-@pytest.fixture(scope="module")
-def reference() -> Iterator[int]:
-    with cherrypy_reference("test_request_bodies:build") as port:
-        yield port
+app, reference = app_and_reference(build, {"server.max_request_body_size": MAX_BODY})
 
 
 def form(path: str, body: bytes, headers: list[tuple[str, str]] | None = None) -> bytes:

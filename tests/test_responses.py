@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 from e2e_support import (
     Conn,
+    alive_root,
+    app_and_reference,
     assert_alive,
     build_request,
-    cherrypy_reference,
     chunked,
     exchange,
     get,
 )
 
 import morello
-from morello.testing import running
 
 STREAMED = [b"first,", b"second,", b"third"]
 
@@ -43,11 +43,7 @@ def build(cp: Any) -> tuple[Any, dict[str, Any]]:
 
         return cp.expose(handler)
 
-    class Root:
-        @cp.expose
-        def index(self) -> str:
-            return "alive"
-
+    class Root(alive_root(cp)):
         @cp.expose
         def text(self) -> str:
             return "héllo"
@@ -147,17 +143,7 @@ def build(cp: Any) -> tuple[Any, dict[str, Any]]:
     return Root(), {}
 
 
-@pytest.fixture(scope="module")
-def app() -> Iterator[int]:
-    root, config = build(morello)
-    with running({"": root}, config) as client:
-        yield client.port
-
-
-@pytest.fixture(scope="module")
-def reference() -> Iterator[int]:
-    with cherrypy_reference("test_responses:build") as port:
-        yield port
+app, reference = app_and_reference(build)
 
 
 def both(app: int, reference: int, path: str, method: str = "GET") -> tuple[Any, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import cheroot.wsgi
 import pytest
+from bus_support import wait_for_exit
 
 from morello.httpserver import Server, WSGIServer, server_namespace_handler
 from morello.process import servers
@@ -623,18 +624,6 @@ def _wait_stopped(pid: int, deadline: float) -> None:
         time.sleep(0.001)
 
 
-def _reap(pid: int, deadline: float) -> int:
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise AssertionError(f"child {pid} did not exit in time")
-        time.sleep(0.01)
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_forked_children_serve_one_inherited_socket() -> None:
     listener = listening_socket()
@@ -690,7 +679,7 @@ def test_forked_children_serve_one_inherited_socket() -> None:
             os.close(ready_r)
             os.close(stop_w)
         deadline = time.monotonic() + DEADLINE
-        codes = [_reap(pid, deadline) for pid, _, _ in children]
+        codes = [wait_for_exit(pid, deadline - time.monotonic()) for pid, _, _ in children]
         listener.close()
     assert codes == [0, 0]
 
