@@ -19,6 +19,8 @@ from morello.hooks import Hook
 from morello.serving import serving
 
 _NO_CONFIG: dict[str, Any] = {}
+# Plans remembered per toolbox; configs are few in practice, but bound them.
+_MAX_PLANS = 1024
 _ON_ERROR = (
     "Tools cannot be switched on directly. Switch them on in config, "
     "or use them as decorators on your page handlers."
@@ -94,31 +96,24 @@ class Tool:
 
         return decorate
 
-    def _attach(self, callback: Callable[..., Any]) -> None:
-        """Attach ``callback`` at this tool's point with the tool's config as kwargs."""
-        request = serving.request
-        conf = request.toolmaps[self.namespace].get(self._name, _NO_CONFIG)
-        # The same config gives the same hook: build it once, share it between
-        # requests (hooks are not mutated once attached).
-        cache: dict[Any, Hook] = vars(self).setdefault("_hooks", {})
-        try:
-            key = (callback, tuple(conf.items()))
-            hook = cache.get(key)
-        except TypeError:  # an unhashable config value: no caching
-            key, hook = None, None
-        if hook is None:
-            kwargs = self._merged_args()
-            priority = kwargs.pop("priority", None)
-            if priority is None:
-                priority = getattr(self.callable, "priority", self._priority)
-            hook = Hook(callback, None, priority, **kwargs)
-            if key is not None:
-                cache[key] = hook
-        request.hooks[self._point].append(hook)
+    def _hook(self) -> Hook:
+        """The hook :meth:`_setup` attaches, built from the current request's config."""
+        kwargs = self._merged_args()
+        priority = kwargs.pop("priority", None)
+        if priority is None:
+            priority = getattr(self.callable, "priority", self._priority)
+        return Hook(self._hook_callback(), None, priority, **kwargs)
+
+    def _hook_callback(self) -> Callable[..., Any]:
+        return self.callable
 
     def _setup(self) -> None:
         """Attach the tool to the current request (called when it is on)."""
-        self._attach(self.callable)
+        serving.request.hooks[self._point].append(self._hook())
+
+    # A toolbox may build this tool's hook once per config and reuse it,
+    # because this _setup does nothing else. Overrides of _setup lose the mark.
+    _setup.attaches_one_hook = True  # type: ignore[attr-defined]
 
 
 class HandlerTool(Tool):
@@ -147,8 +142,8 @@ class HandlerTool(Tool):
         if self.callable(**kwargs):
             serving.request.handler = None
 
-    def _setup(self) -> None:
-        self._attach(self._wrapper)
+    def _hook_callback(self) -> Callable[..., Any]:
+        return self._wrapper
 
 
 class HandlerWrapperTool(Tool):
@@ -193,6 +188,7 @@ class Toolbox:
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
+        self._plans: dict[Any, tuple[dict[str, Any], list[Any]]] = {}
 
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, Tool):
@@ -208,17 +204,46 @@ class Toolbox:
         (``'gzip.on'``, ``'gzip.compress_level'``...). They become
         ``request.toolmaps[namespace]``; every tool that is on is set up.
         """
+        request = serving.request
+        try:
+            key: Any = tuple(entries.items())
+            plan = self._plans.get(key)
+        except TypeError:  # an unhashable config value: plan afresh each time
+            key = plan = None
+        if plan is None:
+            plan = self._plan(entries)
+            if key is not None and len(self._plans) < _MAX_PLANS:
+                self._plans[key] = plan
+        toolmap, steps = plan
+        request.toolmaps[self.namespace] = dict(toolmap)
+        hooks = request.hooks
+        for step in steps:
+            if isinstance(step, Tool):
+                step._setup()
+            else:
+                hooks[step[0]].append(step[1])
+
+    def _plan(self, entries: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        """Group ``entries`` per tool; prepare the hooks of the tools that are on.
+
+        Steps are ``(point, hook)`` for tools whose setup only attaches one
+        hook (the hook depends on the config alone, so it is built once), or
+        the tool itself, whose ``_setup()`` runs for every request.
+        """
         toolmap: dict[str, dict[str, Any]] = {}
         for key, value in entries.items():
             tool_name, arg = key.split(".", 1)
-            settings = toolmap.get(tool_name)
-            if settings is None:
-                toolmap[tool_name] = settings = {}
-            settings[arg] = value
+            toolmap.setdefault(tool_name, {})[arg] = value
         serving.request.toolmaps[self.namespace] = toolmap
+        steps: list[Any] = []
         for name, settings in toolmap.items():
             if settings.get("on", False):
-                getattr(self, name)._setup()
+                tool = getattr(self, name)
+                if getattr(type(tool)._setup, "attaches_one_hook", False):
+                    steps.append((tool._point, tool._hook()))
+                else:
+                    steps.append(tool)
+        return toolmap, steps
 
     # The context-manager form of a namespace handler, for callers that use
     # it: collect the keys on enter, apply them at exit.
