@@ -190,7 +190,12 @@ class Dispatcher:
         while remaining:
             name = remaining[0]
             before = len(remaining)
-            subnode = getattr(node, name.translate(self.translate), None)
+            # Most segments are plain words, which the default table leaves alone.
+            if name.isalnum() and self.translate is _PUNCTUATION_TO_UNDERSCORE:
+                attr = name
+            else:
+                attr = name.translate(self.translate)
+            subnode = getattr(node, attr, None)
             if subnode is None:
                 custom = getattr(node, self.dispatch_method_name, None)
                 if (

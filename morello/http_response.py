@@ -35,9 +35,13 @@ class ResponseBody:
         return obj._body
 
     def __set__(self, obj: Any, value: Any) -> None:
-        if isinstance(value, str) or (
-            isinstance(value, list) and any(isinstance(chunk, str) for chunk in value)
-        ):
+        if type(value) is list:
+            for chunk in value:
+                if isinstance(chunk, str):
+                    raise ValueError(_STR_BODY_ERROR)
+            obj._body = value
+            return
+        if isinstance(value, str):
             raise ValueError(_STR_BODY_ERROR)
         obj._body = prepare_iter(value)
 

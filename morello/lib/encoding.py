@@ -140,7 +140,7 @@ class ResponseEncoder:
                 ]
             except UnicodeError:
                 raise HTTPError(500, self.failmsg % "utf-8") from None
-            response.headers.pop("Content-Length", None)
+            dict.pop(response.headers, "Content-Length", None)
             dict.__setitem__(response.headers, "Content-Type", "text/html;charset=utf-8")
             return self.body
         element = response.headers.elements("Content-Type")[0]
