@@ -14,7 +14,9 @@ from typing import Any
 from morello.hooks import Hook
 from morello.serving import serving
 
-_EMPTY: dict[str, Any] = {}
+# (handlers, config items) -> grouping; configs are few in practice, but bound them.
+_GROUPINGS: dict[Any, list[tuple[Any, dict[str, Any]]]] = {}
+_MAX_GROUPINGS = 1024
 
 
 class NamespaceSet(dict):
@@ -22,19 +24,7 @@ class NamespaceSet(dict):
 
     def __call__(self, config: Mapping[str, Any]) -> None:
         """Give each handler the keys of its namespace (all handlers run)."""
-        # This runs for every request: keep it to one pass over the config.
-        grouped: dict[str, dict[str, Any]] = {}
-        for key, value in config.items():
-            dot = key.find(".")
-            if dot > 0:
-                prefix = key[:dot]
-                if prefix in self:
-                    bucket = grouped.get(prefix)
-                    if bucket is None:
-                        grouped[prefix] = bucket = {}
-                    bucket[key[dot + 1 :]] = value
-        for name, handler in self.items():
-            entries = grouped.get(name, _EMPTY)
+        for handler, entries in self._grouped(config):
             apply_all = getattr(handler, "apply", None)
             if apply_all is not None:
                 apply_all(entries)
@@ -53,6 +43,29 @@ class NamespaceSet(dict):
                     raise
             else:
                 exit_(None, None, None)
+
+    def _grouped(self, config: Mapping[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
+        """``[(handler, {rest_of_key: value})]`` for every handler, in order.
+
+        This runs for every request with the path's config, which is the
+        same for most requests: equal handlers and config give the grouping
+        remembered from before (the entries are shared, never mutated).
+        """
+        try:
+            key: Any = (tuple(self.items()), tuple(config.items()))
+            grouped = _GROUPINGS.get(key)
+        except TypeError:  # an unhashable config value
+            key = grouped = None
+        if grouped is None:
+            buckets: dict[str, dict[str, Any]] = {name: {} for name in self}
+            for name, value in config.items():
+                prefix, dot, rest = name.partition(".")
+                if dot and prefix in buckets:
+                    buckets[prefix][rest] = value
+            grouped = [(handler, buckets[name]) for name, handler in self.items()]
+            if key is not None and len(_GROUPINGS) < _MAX_GROUPINGS:
+                _GROUPINGS[key] = grouped
+        return grouped
 
     def copy(self) -> NamespaceSet:
         return NamespaceSet(self)
