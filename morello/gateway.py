@@ -43,14 +43,12 @@ def _header_name(key: str) -> str:
 def translate_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
     """The request headers as ``(Name, value)`` pairs from a WSGI environ."""
     names = _HEADER_NAMES
-    headers = []
-    for key, value in environ.items():
-        name = names.get(key)
-        if name is None:
-            name = _header_name(key)
-        if name:
-            headers.append((name, value))
-    return headers
+    if not names.keys() >= environ.keys():
+        for key in environ.keys() - names.keys():
+            _header_name(key)
+        if not names.keys() >= environ.keys():  # the cache is full: slow path
+            return [(_header_name(k), v) for k, v in environ.items() if _header_name(k)]
+    return [(names[key], value) for key, value in environ.items() if names[key]]
 
 
 class AppResponse:

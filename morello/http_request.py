@@ -206,7 +206,8 @@ class Request:
         if self.method == "HEAD":
             response.body = []
         try:
-            morello.log.access()
+            # The application's own log (morello.log would look it up again).
+            (self.app.log if self.app is not None else morello.log).access()
         except Exception:
             morello.log.error(traceback=True)
         return response

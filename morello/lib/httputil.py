@@ -375,9 +375,7 @@ class HeaderMap(CaseInsensitiveDict):
 class Host:
     """An internet address: ``ip``, ``port`` and an optional ``name``."""
 
-    ip = "0.0.0.0"
-    port = 80
-    name = "unknown.tld"
+    __slots__ = ("ip", "port", "name")
 
     def __init__(self, ip: str, port: int, name: str | None = None) -> None:
         self.ip = ip
