@@ -19,8 +19,19 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from morello import dispatch, lib
-from morello import tool as _cptools  # noqa: F401 - where CherryPy documents Toolbox, HandlerTool
+from morello import (
+    application,
+    body,
+    configuration,
+    dispatch,
+    errors,
+    gateway,
+    http_request,
+    httpserver,
+    lib,
+    logs,
+    tool,
+)
 from morello.application import Application, Tree
 from morello.checker import Checker
 from morello.configuration import (
@@ -50,6 +61,19 @@ from morello.serving import Serving, ThreadLocalProxy, serving, thread_data
 from morello.tool import ErrorTool, HandlerTool, HandlerWrapperTool, Tool, Toolbox
 from morello.toolbox import default_toolbox
 from morello.urls import url
+
+# CherryPy's private module names, which some applications reach into
+# (``cherrypy._cptools.HandlerTool``, ``cherrypy._cperror.format_exc``...).
+_cpconfig = configuration
+_cpdispatch = dispatch
+_cperror = errors
+_cplogging = logs
+_cpreqbody = body
+_cprequest = http_request
+_cpserver = httpserver
+_cptools = tool
+_cptree = application
+_cpwsgi = gateway
 
 # Outside a request, morello.request/response show harmless placeholders.
 Serving.request = Request(Host("127.0.0.1", 80), Host("127.0.0.1", 1111))

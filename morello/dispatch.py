@@ -133,6 +133,10 @@ def check_arguments(
             raise HTTPError(400, message if show else None)
 
 
+#: CherryPy's name for :func:`check_arguments`.
+test_callable_spec = check_arguments
+
+
 class Dispatcher:
     """Find the handler by walking the object tree from ``app.root``.
 

@@ -268,3 +268,7 @@ class WSGIPipeline:
                 head = factory(head, **self.config.get(name, {}))
             self.head = head
         return head(environ, start_response)
+
+
+#: CherryPy's name for :class:`WSGIPipeline`.
+CPWSGIApp = WSGIPipeline

@@ -23,8 +23,8 @@ from morello.errors import (
     bare_error,
     format_exc,
 )
-from morello.hooks import HOOK_POINTS, HookMap
-from morello.http_response import LazyCookie
+from morello.hooks import HOOK_POINTS, Hook, HookMap  # noqa: F401 - Hook: CherryPy's _cprequest.Hook
+from morello.http_response import LazyCookie, Response  # noqa: F401 - CherryPy's _cprequest.Response
 from morello.lib.httputil import HeaderMap, Host, decode_TEXT, parse_query_string
 from morello.serving import serving
 
