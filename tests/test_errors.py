@@ -26,18 +26,9 @@ from e2e_support import (
 )
 
 import morello
+from morello.hooks import HOOK_POINTS
 
 TEMPLATE = "<html>TEMPLATE|%(status)s|%(message)s|%(traceback)s|%(version)s</html>"
-HOOK_POINTS = (
-    "on_start_resource",
-    "before_request_body",
-    "before_handler",
-    "before_finalize",
-    "on_end_resource",
-    "on_end_request",
-    "before_error_response",
-    "after_error_response",
-)
 #: Entity headers that describe content an error page replaces.
 STALE_HEADERS = {
     "ETag": '"v1"',
