@@ -128,6 +128,8 @@ checker = Checker()
 engine.subscribe("start", checker, priority=10)
 
 config = Config()
+# quickstart() takes a parameter named config too (CherryPy's signature).
+_global_config = config
 Config.namespaces.update(
     server=server_namespace_handler,
     log=log_namespace,
@@ -145,7 +147,7 @@ def quickstart(root: Any = None, script_name: str = "", config: Any = None) -> N
     (its ``[global]`` section) and as the application's config.
     """
     if config:
-        globals()["config"].update(config)
+        _global_config.update(config)
     tree.mount(root, script_name, config)
     engine.signals.subscribe()
     engine.start()
