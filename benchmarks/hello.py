@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = {
@@ -49,9 +50,10 @@ def wait_for_port(port: int, deadline: float) -> None:
     raise RuntimeError(f"server on port {port} did not start")
 
 
-def start(name: str) -> tuple[subprocess.Popen[bytes], int]:
+def start(script: str, *script_args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Run a server script as ``script PORT [script_args]``; return it and its port."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, SERVERS[name], str(port)])
+    proc = subprocess.Popen([sys.executable, script, str(port), *script_args])
     try:
         wait_for_port(port, time.monotonic() + 20)
     except RuntimeError:
@@ -119,33 +121,50 @@ def load_with_threads(port: int, seconds: float, connections: int) -> float:
     return sum(count) / (time.monotonic() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(
+    description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=10)
-    args = parser.parse_args()
+    if extra is not None:
+        extra(parser)
+    return parser.parse_args()
+
+
+def compare(
+    servers: dict[str, str],
+    args: argparse.Namespace,
+    script_args: tuple[str, ...] = (),
+    response_bytes: int = 0,
+) -> None:
+    """Load each server in alternating rounds; print req/s and the morello/cheroot ratio."""
     load = load_with_wrk if shutil.which("wrk") else load_with_threads
     print(
         f"client: {'wrk' if load is load_with_wrk else 'python threads'}, "
         f"{args.connections} connections, {args.seconds:g}s x {args.rounds} rounds",
         flush=True,
     )
-
-    best = {name: 0.0 for name in SERVERS}
+    best = {name: 0.0 for name in servers}
     for round_no in range(1, args.rounds + 1):
-        for name in SERVERS:
-            proc, port = start(name)
+        for name, script in servers.items():
+            proc, port = start(script, *script_args)
             try:
                 load(port, 1, args.connections)  # warm-up
                 rps = load(port, args.seconds, args.connections)
             finally:
                 stop(proc)
             best[name] = max(best[name], rps)
-            print(f"round {round_no}: {name:8s} {rps:9.0f} req/s", flush=True)
+            throughput = f" {rps * response_bytes / 2**20:8.0f} MiB/s" if response_bytes else ""
+            print(f"round {round_no}: {name:8s} {rps:9.0f} req/s{throughput}", flush=True)
     ratio = best["morello"] / best["cheroot"]
     print(f"best: cheroot {best['cheroot']:.0f} req/s, morello {best['morello']:.0f} req/s")
     print(f"ratio morello/cheroot = {ratio:.2f}")
+
+
+def main() -> None:
+    compare(SERVERS, parse_args(__doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

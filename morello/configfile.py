@@ -80,8 +80,9 @@ def parse_value(text: str) -> object:
     numbers; ``+`` between two strings (or two bytes); builtin classes such
     as ``int``; dotted names of importable objects (``collections.OrderedDict``,
     ``package.module.Class``); and calls of such names whose arguments are
-    accepted forms (``datetime.timedelta(seconds=5)``). An empty value is the
-    empty string. Anything else raises :class:`ConfigError`.
+    accepted forms (``datetime.timedelta(seconds=5)``), keywords included as
+    ``**`` of a dict with string keys (``VirtualHost(**{"a.example": "/a"})``).
+    An empty value is the empty string. Anything else raises :class:`ConfigError`.
     """
     stripped = text.strip()
     if not stripped:
@@ -183,9 +184,15 @@ def _evaluate_call(node: ast.Call) -> Any:
     args = _evaluate_items(node.args)
     kwargs = {}
     for keyword in node.keywords:
-        if keyword.arg is None:
-            raise _Rejected("'**' unpacking is not allowed in a call")
-        kwargs[keyword.arg] = _evaluate(keyword.value)
+        value = _evaluate(keyword.value)
+        if keyword.arg is not None:
+            kwargs[keyword.arg] = value
+        # '**{...}' passes keywords that are not identifiers, such as the
+        # host names of VirtualHost(**{"www.example.com": "/www"}).
+        elif isinstance(value, dict) and all(isinstance(key, str) for key in value):
+            kwargs.update(value)
+        else:
+            raise _Rejected(f"'**' in a call needs a dict with string keys, not {value!r}")
     return func(*args, **kwargs)
 
 

@@ -303,3 +303,12 @@ class MethodDispatcher(Dispatcher):
         if handler_config:
             request.config.update(handler_config)
         request.handler = LateParamPageHandler(func, *[seg.replace("%2F", "/") for seg in vpath])
+
+
+# The other dispatchers live in their own module; CherryPy apps and config
+# files name them here (``cherrypy.dispatch.VirtualHost``...).
+from morello.dispatchers import (  # noqa: E402, F401
+    RoutesDispatcher,
+    VirtualHost,
+    XMLRPCDispatcher,
+)

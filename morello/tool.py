@@ -266,3 +266,9 @@ class Toolbox:
             return func
 
         return decorate
+
+
+# CherryPy keeps these with the tools (``_cptools.XMLRPCController``,
+# ``_cptools.CachingTool``); imported last because they build on this module.
+from morello.lib.caching import CachingTool  # noqa: E402, F401
+from morello.xmlrpc import XMLRPCController  # noqa: E402, F401

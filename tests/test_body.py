@@ -940,22 +940,33 @@ def test_http_body_over_server_limit_is_413(server):
 
 def test_http_chunked_body_over_server_limit_is_413(server):
     data = multipart_body([upload("f", "f", b"x" * (SERVER_LIMIT + 10))])
-    conn = http.client.HTTPConnection(*_address(server), timeout=10)
-    try:
-        conn.request(
-            "POST",
-            "/",
-            body=iter([data[i : i + 16384] for i in range(0, len(data), 16384)]),
-            encode_chunked=True,
-            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
-        )
-        response = conn.getresponse()
-        response.read()
-    except (BrokenPipeError, ConnectionResetError):
-        pytest.fail("the server should answer before the client finishes sending")
-    finally:
-        conn.close()
-    assert response.status == 413
+    head = (
+        "POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n"
+    ).encode()
+
+    # The server answers while the body is still arriving and then closes, so
+    # read the answer while another thread is still sending: a client that
+    # sends everything first may see its connection reset before it reads.
+    with socket.create_connection(_address(server), timeout=10) as sock:
+
+        def send() -> None:
+            try:
+                sock.sendall(head)
+                for i in range(0, len(data), 16384):
+                    piece = data[i : i + 16384]
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                sock.sendall(b"0\r\n\r\n")
+            except OSError:
+                pass  # the server closed the connection after answering
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        try:
+            status_line = sock.makefile("rb").readline()
+        finally:
+            sender.join(10)
+    assert status_line.startswith(b"HTTP/1.1 413 "), status_line
     _assert_alive(server)
 
 

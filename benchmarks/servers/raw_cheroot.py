@@ -2,6 +2,7 @@
 
 import signal
 import sys
+import threading
 
 from cheroot import wsgi
 
@@ -20,5 +21,7 @@ def app(environ, start_response):
 
 
 server = wsgi.Server(("127.0.0.1", int(sys.argv[1])), app, numthreads=10)
-signal.signal(signal.SIGTERM, lambda *_: server.stop())
+# Stop from another thread: server.stop() waits for the serving loop, which
+# a signal handler (run by that loop's thread) would block.
+signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop).start())
 server.safe_start()

@@ -1,12 +1,17 @@
-"""The ``encode`` and ``decode`` tools: text in handlers, bytes on the wire."""
+"""The ``encode``, ``decode`` and ``gzip`` tools: text in handlers, bytes
+(compressed if the client wants) on the wire."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import morello
 from morello.errors import HTTPError
 from morello.http_response import prepare_iter
+from morello.lib import set_vary_header
+from morello.lib.httputil import AcceptElement
 from morello.serving import serving
 
 
@@ -130,7 +135,8 @@ class ResponseEncoder:
             content_type == "text/html"
             and self.encoding is None
             and not response.stream
-            and not dict.__contains__(serving.request.headers, "Accept-Charset")
+            # (`in`, not dict.__contains__, so that tools.autovary sees the lookup)
+            and "Accept-Charset" not in serving.request.headers
             and self.default_encoding == "utf-8"
             and type(self.body) is list
         ):
@@ -149,3 +155,134 @@ class ResponseEncoder:
         element.params["charset"] = self.find_acceptable_charset()
         response.headers["Content-Type"] = str(element)
         return self.body
+
+
+# -- gzip ----------------------------------------------------------------------
+
+#: zlib's window bits for a gzip container (header and CRC trailer) around deflate.
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_GZIP_CODINGS = ("gzip", "x-gzip")
+
+
+def compress(body: Iterable[bytes], compress_level: int, flush: bool = False) -> Iterator[bytes]:
+    """Gzip the chunks of ``body`` lazily, one compressed chunk at a time.
+
+    With ``flush``, each input chunk is flushed through (``Z_SYNC_FLUSH``)
+    so that a client can decode it as soon as it arrives; streamed responses
+    need that, buffered ones compress better without it.
+    """
+    compressor = zlib.compressobj(compress_level, zlib.DEFLATED, _GZIP_WBITS)
+    for chunk in body:
+        data = compressor.compress(chunk)
+        if flush:
+            data += compressor.flush(zlib.Z_SYNC_FLUSH)
+        if data:
+            yield data
+    yield compressor.flush()
+
+
+def decompress(body: bytes) -> bytes:
+    """The bytes inside a gzip stream (the inverse of :func:`compress`)."""
+    return zlib.decompress(body, _GZIP_WBITS)
+
+
+def _negotiate_coding(accepted: Sequence[AcceptElement]) -> str | None:
+    """``'gzip'`` or ``'identity'`` for an ``Accept-Encoding``; None if neither is acceptable.
+
+    ``accepted`` is sorted best first. The first acceptable choice wins, an
+    explicit ``identity`` before ``gzip`` at equal quality as in CherryPy;
+    ``*`` stands for whichever of the two is not listed. Identity stays
+    acceptable unless the client excludes it (``identity;q=0`` or ``*;q=0``),
+    so without the header the body goes uncompressed.
+    """
+    listed = {element.value.lower() for element in accepted}
+    gzip_listed = not listed.isdisjoint(_GZIP_CODINGS)
+    for element in accepted:
+        if element.qvalue <= 0:
+            continue
+        coding = element.value.lower()
+        if coding == "identity":
+            return "identity"
+        if coding in _GZIP_CODINGS or (coding == "*" and not gzip_listed):
+            return "gzip"
+        if coding == "*" and "identity" not in listed:
+            return "identity"
+    if "identity" in listed or "*" in listed:
+        return None
+    return "identity"
+
+
+def _media_type_in(content_type: str, patterns: Iterable[str]) -> bool:
+    """Whether ``content_type`` matches one of ``patterns``.
+
+    A pattern is ``type/subtype``, ``type/*`` or ``type/*+suffix``
+    (``application/*+xml`` matches ``application/atom+xml``).
+    """
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    major, _, minor = media_type.partition("/")
+    for pattern in patterns:
+        pattern = pattern.strip().lower()
+        if pattern == media_type:
+            return True
+        pattern_major, _, pattern_minor = pattern.partition("/")
+        if not minor or pattern_major != major:
+            continue
+        if pattern_minor == "*":
+            return True
+        suffix = pattern_minor[2:] if pattern_minor.startswith("*+") else None
+        if suffix and "+" in minor and minor.rpartition("+")[2] == suffix:
+            return True
+    return False
+
+
+def gzip(
+    compress_level: int = 5,
+    mime_types: Sequence[str] = ("text/html", "text/plain"),
+    debug: bool = False,
+) -> None:
+    """Gzip the response body if the client accepts it and the type is in ``mime_types``.
+
+    ``mime_types`` entries may be ``type/subtype``, ``type/*`` or
+    ``type/*+suffix``. ``Vary: Accept-Encoding`` is always added. Empty
+    bodies, cached bodies (stored compressed already) and bodies that have a
+    ``Content-Encoding`` already are left alone. A client that accepts
+    neither gzip nor identity gets 406; a malformed ``Accept-Encoding`` 400.
+    """
+    request = serving.request
+    response = serving.response
+    set_vary_header(response, "Accept-Encoding")
+    headers = response.headers
+    if not response.body or getattr(request, "cached", False):
+        if debug:
+            morello.log("Nothing to compress (empty or cached body)", "TOOLS.GZIP")
+        return
+    if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        if debug:
+            morello.log("The body is encoded already", "TOOLS.GZIP")
+        return
+    try:
+        coding = _negotiate_coding(request.headers.elements("Accept-Encoding"))
+    except HTTPError as error:
+        # Raising would run this hook again for the error page, fail again and
+        # end in a 500: answer the 400 directly instead (like the 406 below).
+        error.set_response()
+        return
+    if coding is None:
+        if debug:
+            sent = request.headers.get("Accept-Encoding")
+            morello.log(f"Neither gzip nor identity in {sent!r}", "TOOLS.GZIP")
+        message = "Your client accepts neither identity nor gzip content coding."
+        HTTPError(406, message).set_response()
+        return
+    if isinstance(mime_types, str):
+        mime_types = [mime_types]
+    content_type = headers.get("Content-Type", "")
+    if coding != "gzip" or not _media_type_in(content_type, mime_types):
+        if debug:
+            morello.log(f"Not compressing ({coding}, {content_type!r})", "TOOLS.GZIP")
+        return
+    if debug:
+        morello.log("Gzipping", "TOOLS.GZIP")
+    headers["Content-Encoding"] = "gzip"
+    response.body = compress(response.body, compress_level, flush=response.stream)
+    headers.pop("Content-Length", None)

@@ -95,10 +95,9 @@ def get_ranges(header_value: str, content_length: int) -> list[tuple[int, int]] 
         try:
             if start:
                 first = int(start)
-                if first < 0:
-                    return None
                 last = int(stop) if stop else content_length - 1
-                if last < first:
+                # ("first-" past the end is unsatisfiable, not invalid.)
+                if first < 0 or (stop and last < first):
                     return None
                 if first >= content_length:
                     continue
