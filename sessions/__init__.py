@@ -1,0 +1,1 @@
+"""Sessions: one session tool, four stores (RAM, file, memcached, Redis)."""
