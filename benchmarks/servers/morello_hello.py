@@ -1,6 +1,6 @@
 """The hello app on morello, configured like the cheroot baseline (no access log)."""
 
-import sys
+from baseline import configure
 
 import morello
 
@@ -11,13 +11,5 @@ class HelloWorld:
         return "Hello world!"
 
 
-morello.config.update(
-    {
-        "environment": "production",
-        "server.socket_host": "127.0.0.1",
-        "server.socket_port": int(sys.argv[1]),
-        "server.thread_pool": 10,
-        "log.screen": False,
-    }
-)
+configure()
 morello.quickstart(HelloWorld())

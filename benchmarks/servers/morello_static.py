@@ -5,6 +5,8 @@ Usage: ``python morello_static.py PORT FILE`` (the file is served at ``/``).
 
 import sys
 
+from baseline import configure
+
 import morello
 
 
@@ -12,15 +14,7 @@ class Root:
     """No handlers: the staticfile tool answers ``/``."""
 
 
-morello.config.update(
-    {
-        "environment": "production",
-        "server.socket_host": "127.0.0.1",
-        "server.socket_port": int(sys.argv[1]),
-        "server.thread_pool": 10,
-        "log.screen": False,
-    }
-)
+configure()
 morello.quickstart(
     Root(), "", {"/": {"tools.staticfile.on": True, "tools.staticfile.filename": sys.argv[2]}}
 )
