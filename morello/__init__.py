@@ -81,6 +81,8 @@ Serving.response = Response()
 
 request: Any = ThreadLocalProxy("request")
 response: Any = ThreadLocalProxy("response")
+#: The current request's session (with ``tools.sessions`` on).
+session: Any = ThreadLocalProxy("session")
 
 tools = default_toolbox
 tree = Tree()
@@ -159,6 +161,6 @@ __all__ = [
     "HandlerTool", "HandlerWrapperTool", "ErrorTool", "InternalRedirect", "MorelloException",
     "NotFound", "Request", "Response", "TimeoutError", "Tool", "Toolbox", "Tree",
     "checker", "config", "dispatch", "engine", "expose", "lib", "log", "popargs",
-    "quickstart", "request", "response", "server", "servers", "serving", "thread_data",
+    "quickstart", "request", "response", "server", "servers", "serving", "session", "thread_data",
     "tools", "tree", "url", "__version__",
 ]  # fmt: skip

@@ -269,6 +269,8 @@ class Toolbox:
 
 
 # CherryPy keeps these with the tools (``_cptools.XMLRPCController``,
-# ``_cptools.CachingTool``); imported last because they build on this module.
+# ``_cptools.CachingTool``...); imported last because they build on this module.
 from morello.lib.caching import CachingTool  # noqa: E402, F401
+from morello.sessions.auth import SessionAuthTool  # noqa: E402, F401
+from morello.sessions.tool import SessionTool  # noqa: E402, F401
 from morello.xmlrpc import XMLRPCController  # noqa: E402, F401

@@ -17,6 +17,8 @@ from morello.lib import (
     static,
     xmlrpcutil,
 )
+from morello.sessions.auth import SessionAuthTool
+from morello.sessions.tool import SessionTool
 from morello.tool import ErrorTool, HandlerTool, Tool, Toolbox
 
 default_toolbox = tools = Toolbox("tools")
@@ -50,3 +52,5 @@ tools.expires = Tool("before_finalize", caching_headers.expires)
 tools.gzip = Tool("before_finalize", encoding.gzip, priority=80)
 tools.json_in = Tool("before_request_body", jsontools.json_in, priority=30)
 tools.json_out = Tool("before_handler", jsontools.json_out, priority=30)
+tools.sessions = SessionTool()
+tools.session_auth = SessionAuthTool()

@@ -1,1 +1,1 @@
-pytest_plugins = ["morello.testing", "bus_support"]
+pytest_plugins = ["morello.testing", "bus_support", "store_servers"]

@@ -488,3 +488,7 @@ def _unwrap_optional(annotation: Any) -> Any:
         args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         return args[0] if len(args) == 1 else None
     return annotation
+
+
+# CherryPy keeps the session login flow here (``lib.cptools.SessionAuth``).
+from morello.sessions.auth import SessionAuth, session_auth  # noqa: E402, F401

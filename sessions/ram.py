@@ -1,0 +1,76 @@
+"""``RamSession``: sessions in this process's memory (one worker only)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .base import Session
+
+
+class RamSession(Session):
+    """Records in a dict shared by the threads of one process.
+
+    Data does not survive a restart and is not shared between worker
+    processes.
+    """
+
+    # id -> (record, expiration_time); id -> lock. Class-wide: one store per process.
+    cache: dict[str, tuple[bytes, float]] = {}
+    locks: dict[str, threading.Lock] = {}
+
+    def _exists(self) -> bool:
+        entry = self.cache.get(self.id)  # type: ignore[arg-type]
+        return entry is not None and entry[1] >= time.time()
+
+    def _load(self) -> tuple[bytes, float] | None:
+        return self.cache.get(self.id)  # type: ignore[arg-type]
+
+    def _save(self, record: bytes, expiration_time: float) -> None:
+        self.cache[self.id] = (record, expiration_time)  # type: ignore[index]
+
+    def _touch(self, expiration_time: float) -> None:
+        entry = self.cache.get(self.id)  # type: ignore[arg-type]
+        if entry is not None:
+            self.cache[self.id] = (entry[0], expiration_time)  # type: ignore[index]
+
+    def _delete(self) -> None:
+        self.cache.pop(self.id, None)  # type: ignore[arg-type]
+
+    def acquire_lock(self) -> None:
+        if self.locked:  # already ours (e.g. locking="early" plus an explicit call)
+            return
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            lock = self.locks.setdefault(self.id, threading.Lock())  # type: ignore[arg-type]
+            if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise self.lock_timed_out()
+            # clean_up may have dropped this lock while we waited on it.
+            if self.locks.get(self.id) is lock:  # type: ignore[arg-type]
+                self.locked = True
+                return
+            lock.release()
+
+    def release_lock(self) -> None:
+        lock = self.locks[self.id]  # type: ignore[index]
+        if self.id not in self.cache:
+            # Nothing stored (a new or deleted session): drop the lock too, so
+            # sessions that never stored anything leave nothing behind.
+            # Threads waiting on it see it is gone and take a new one.
+            self.locks.pop(self.id, None)  # type: ignore[arg-type]
+        self.locked = False
+        lock.release()
+
+    def clean_up(self) -> None:
+        """Drop expired records and the locks nobody holds for a missing record."""
+        now = time.time()
+        for session_id, (_record, expiration_time) in list(self.cache.items()):
+            if expiration_time < now:
+                self.cache.pop(session_id, None)
+        for session_id, lock in list(self.locks.items()):
+            if session_id not in self.cache and lock.acquire(blocking=False):
+                self.locks.pop(session_id, None)
+                lock.release()
+
+    def __len__(self) -> int:
+        return len(self.cache)

@@ -1,0 +1,211 @@
+"""``tools.sessions``: give each request a session and save it at the end.
+
+For each request where the tool is on: ``init`` (before the body is read)
+creates the session from the cookie and sets the cookie; the lock is taken
+when the data is first used (``locking='implicit'``), before the handler
+(``'early'``) or by the application (``'explicit'``); ``save`` runs before
+finalize (after the body is sent when streaming) and ``close`` releases any
+lock left at the end of the request.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+from morello.lib import is_iterator
+from morello.serving import serving
+from morello.tool import Tool
+
+from .base import Session
+from .file import FileSession
+from .ram import RamSession
+
+_STORES: dict[str, type[Session]] = {"ram": RamSession, "file": FileSession}
+_NOT_YET = ("memcached", "redis")
+_LOCKING = ("implicit", "early", "explicit")
+# Options of the cookie and of the tool itself; the rest configure the store.
+_SESSION_OPTIONS = ("timeout", "clean_freq", "debug", "locking")
+# (class, options) pairs already passed to the class's setup().
+_set_up: set[tuple[type[Session], tuple[tuple[str, Any], ...]]] = set()
+
+
+def _store_class(storage_type: str | None, storage_class: type[Session] | None) -> type[Session]:
+    if storage_class is not None:
+        return storage_class
+    storage_type = (storage_type or "ram").lower()
+    if storage_type in _NOT_YET:
+        raise ValueError(
+            f"tools.sessions.storage_type {storage_type!r} is not available yet; "
+            "use 'ram' or 'file'"
+        )
+    try:
+        return _STORES[storage_type]
+    except KeyError:
+        raise ValueError(
+            f"unknown tools.sessions.storage_type {storage_type!r}; "
+            "use 'ram', 'file', 'memcached' or 'redis'"
+        ) from None
+
+
+def _setup_once(cls: type[Session], options: dict[str, Any]) -> None:
+    try:
+        key = (cls, tuple(sorted(options.items())))
+        if key in _set_up:
+            return
+    except TypeError:  # unhashable option values: just run setup each time
+        key = None
+    cls.setup(**options)
+    if key is not None:
+        _set_up.add(key)
+
+
+def init(
+    storage_type: str | None = None,
+    path: str | None = None,
+    path_header: str | None = None,
+    name: str = "session_id",
+    timeout: float = 60,
+    domain: str | None = None,
+    secure: bool = False,
+    clean_freq: float = 5,
+    persistent: bool = True,
+    httponly: bool = True,
+    samesite: str | None = "Lax",
+    debug: bool = False,
+    storage_class: type[Session] | None = None,
+    locking: str = "implicit",
+    **kwargs: Any,
+) -> None:
+    """Create ``morello.session`` for this request and send its cookie.
+
+    ``kwargs`` go to the store (``storage_path``, ``lock_timeout``,
+    ``lifetime``, ``serializer``, ``secret``...).
+    """
+    request = serving.request
+    # An internal redirect runs the hooks again: keep the first session.
+    if getattr(request, "_session_init_flag", False):
+        return
+    request._session_init_flag = True
+    if locking not in _LOCKING:
+        raise ValueError(f"tools.sessions.locking must be one of {_LOCKING}, not {locking!r}")
+    cls = _store_class(storage_type, storage_class)
+    _setup_once(cls, kwargs)
+    morsel = request.cookie.get(name)
+    session = cls(
+        morsel.value if morsel is not None else None,
+        timeout=timeout,
+        clean_freq=clean_freq,
+        debug=debug,
+        locking=locking,
+        **kwargs,
+    )
+    serving.session = session
+
+    def send_cookie(session_id: str | None) -> None:
+        set_response_cookie(
+            path=path,
+            path_header=path_header,
+            name=name,
+            timeout=timeout if persistent else None,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=samesite,
+            expired=session_id is None,
+        )
+
+    session.id_observers.append(send_cookie)
+    send_cookie(session.id)
+
+
+def set_response_cookie(
+    path: str | None = None,
+    path_header: str | None = None,
+    name: str = "session_id",
+    timeout: float | None = 60,
+    domain: str | None = None,
+    secure: bool = False,
+    httponly: bool = True,
+    samesite: str | None = "Lax",
+    expired: bool = False,
+) -> None:
+    """Set the current session's cookie on the response (an expired one if ``expired``)."""
+    request = serving.request
+    cookie = serving.response.cookie
+    cookie[name] = "" if expired else serving.session.id
+    morsel = cookie[name]
+    morsel["path"] = path or (path_header and request.headers.get(path_header)) or "/"
+    if expired:
+        morsel["expires"] = email.utils.formatdate(0, usegmt=True)
+    elif timeout:
+        # Max-Age for current browsers, Expires for those that ignore it.
+        morsel["max-age"] = int(timeout * 60)
+        morsel["expires"] = email.utils.formatdate(time.time() + timeout * 60, usegmt=True)
+    if domain is not None:
+        morsel["domain"] = domain
+    if secure:
+        morsel["secure"] = True
+    if httponly:
+        morsel["httponly"] = True
+    if samesite:
+        morsel["samesite"] = samesite
+
+
+def save() -> None:
+    """Save the session (after the body when the response streams)."""
+    session = getattr(serving, "session", None)
+    request = serving.request
+    response = serving.response
+    if session is None or getattr(request, "_sessionsaved", False):
+        return
+    request._sessionsaved = True
+    if response.stream:
+        request.hooks.attach("on_end_request", session.save)
+        return
+    if is_iterator(response.body):
+        response.collapse_body()
+    session.save()
+
+
+def close() -> None:
+    """Release a lock the request still holds (e.g. after an error)."""
+    session = getattr(serving, "session", None)
+    if session is not None and session.locked:
+        session.release_lock()
+
+
+close.failsafe = True  # type: ignore[attr-defined]
+close.priority = 90  # type: ignore[attr-defined]
+
+
+def expire() -> None:
+    """Delete the current session and tell the client to drop its cookie."""
+    serving.session.expire()
+
+
+def _lock_early() -> None:
+    serving.session.acquire_lock()
+
+
+class SessionTool(Tool):
+    """``tools.sessions``: a session for each request, saved before finalize."""
+
+    def __init__(self) -> None:
+        super().__init__("before_request_body", init)
+
+    def _setup(self) -> None:
+        hooks = serving.request.hooks
+        conf = self._merged_args()
+        priority = conf.pop("priority", self._priority)
+        hooks.attach(self._point, self.callable, priority=priority, **conf)
+        if conf.get("locking") == "early":
+            # After the body is read, before the handler (CherryPy's order).
+            hooks.attach("before_handler", _lock_early, priority=60)
+        hooks.attach("before_finalize", save)
+        hooks.attach("on_end_request", close)
+
+    def regenerate(self) -> None:
+        """Move the current session to a new id (call it after a login)."""
+        serving.session.regenerate()
