@@ -115,20 +115,42 @@ class Session:
         self.originalid = id
         self.loaded = False
         self.locked = False
-        self.missing = False
+        self._missing = False
         self._data: dict[str, Any] = {}
         self._snapshot: dict[str, str] = {}
         self._created = time.time()
         self._stored = False  # a record exists for self.id
-        # The store is asked only about ids of the right shape.
+        # The store is asked only about ids of the right shape, and only when
+        # the session is first used: a request that never touches the session
+        # keeps working while the store is down.
         self.id: str | None = id if valid_id(id) else None
-        if self.id is not None and self._call_store(self._exists):
+        self._checked = self.id is None
+        if self.id is None:
+            self._missing = id is not None
+            self.id = self.generate_id()
+        self._maybe_clean_up()
+
+    @property
+    def missing(self) -> bool:
+        """True when the client sent an id that names no live session."""
+        self._check_id()
+        return self._missing
+
+    @missing.setter
+    def missing(self, value: bool) -> None:
+        self._missing = value
+
+    def _check_id(self) -> None:
+        """On first use, confirm that the client's id names a live record."""
+        if self._checked:
+            return
+        self._checked = True
+        if self._call_store(self._exists):
             self._stored = True
         else:
             # Fixation defence: never adopt an id we did not issue for a live record.
-            self.missing = id is not None
-            self.id = self.generate_id()
-        self._maybe_clean_up()
+            self._missing = True
+            self._move_to_new_id()
 
     @classmethod
     def setup(cls, **kwargs: Any) -> None:
@@ -147,6 +169,7 @@ class Session:
 
     def load(self) -> None:
         """Read the record (taking the lock first with ``locking='implicit'``)."""
+        self._check_id()
         if self.locking == "implicit" and not self.locked:
             self.acquire_lock()
         self.loaded = True
@@ -235,6 +258,7 @@ class Session:
 
     def delete(self) -> None:
         """Delete the record and forget the data."""
+        self._check_id()
         if self._stored:
             self._call_store(self._delete)
         self._data, self._snapshot, self._stored = {}, {}, False

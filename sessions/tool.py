@@ -11,6 +11,7 @@ lock left at the end of the request.
 from __future__ import annotations
 
 import email.utils
+import importlib
 import time
 from typing import Any
 
@@ -23,7 +24,11 @@ from .file import FileSession
 from .ram import RamSession
 
 _STORES: dict[str, type[Session]] = {"ram": RamSession, "file": FileSession}
-_NOT_YET = ("memcached", "redis")
+# Stores whose client library is an optional extra: (module, class, extra).
+_OPTIONAL_STORES = {
+    "memcached": ("memcached_store", "MemcachedSession", "memcached"),
+    "redis": ("redis_store", "RedisSession", "redis"),
+}
 _LOCKING = ("implicit", "early", "explicit")
 # Options of the cookie and of the tool itself; the rest configure the store.
 _SESSION_OPTIONS = ("timeout", "clean_freq", "debug", "locking")
@@ -35,11 +40,15 @@ def _store_class(storage_type: str | None, storage_class: type[Session] | None) 
     if storage_class is not None:
         return storage_class
     storage_type = (storage_type or "ram").lower()
-    if storage_type in _NOT_YET:
-        raise ValueError(
-            f"tools.sessions.storage_type {storage_type!r} is not available yet; "
-            "use 'ram' or 'file'"
-        )
+    if storage_type in _OPTIONAL_STORES:
+        module, name, extra = _OPTIONAL_STORES[storage_type]
+        try:
+            return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        except ImportError as exc:
+            raise ValueError(
+                f"tools.sessions.storage_type {storage_type!r} needs its client library "
+                f"({exc.name}): pip install 'morello[{extra}]'"
+            ) from exc
     try:
         return _STORES[storage_type]
     except KeyError:
