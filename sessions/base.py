@@ -285,7 +285,10 @@ class Session:
             now = time.monotonic()
             if now - cls._last_failure_log >= _FAILURE_LOG_INTERVAL:
                 cls._last_failure_log = now
-                logger.error("session store %s failed: %r", cls.__name__, exc)
+                # Name the exception type: some client errors repr() to little.
+                logger.error(
+                    "session store %s failed: %s: %s", cls.__name__, type(exc).__name__, exc
+                )
             raise SessionUnavailable(
                 "The session store is unavailable; please try again shortly."
             ) from exc
