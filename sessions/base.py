@@ -293,6 +293,25 @@ class Session:
                 "The session store is unavailable; please try again shortly."
             ) from exc
 
+    def wait_for_lock(self, try_lock: Callable[[], Any]) -> Any:
+        """Call ``try_lock`` until it gives something other than None or False.
+
+        Waits with a growing pause (1 ms to 50 ms) and raises
+        :meth:`lock_timed_out` (503) after ``lock_timeout`` seconds; store
+        errors become 503 through :meth:`_call_store`. Stores use this in
+        ``acquire_lock`` so every store waits the same way.
+        """
+        deadline = time.monotonic() + self.lock_timeout
+        pause = 0.001
+        while True:
+            result = self._call_store(try_lock)
+            if result is not None and result is not False:
+                return result
+            if time.monotonic() >= deadline:
+                raise self.lock_timed_out()
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.05)
+
     def lock_timed_out(self) -> LockTimeout:
         logger.error("session %s: lock not acquired within %ss", self.id, self.lock_timeout)
         return LockTimeout(

@@ -122,18 +122,8 @@ class FileSession(Session):
         if self.locked:  # already ours (e.g. locking="early" plus an explicit call)
             return
         lock_path = self._data_path() + LOCK_SUFFIX
-        deadline = time.monotonic() + self.lock_timeout
-        pause = 0.001
-        while True:
-            fd = self._call_store(_try_lock, lock_path)
-            if fd is not None:
-                self._lock_fd = fd
-                self.locked = True
-                return
-            if time.monotonic() >= deadline:
-                raise self.lock_timed_out()
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 2, 0.05)
+        self._lock_fd = self.wait_for_lock(lambda: _try_lock(lock_path))
+        self.locked = True
 
     def release_lock(self) -> None:
         fd, self._lock_fd = self._lock_fd, None

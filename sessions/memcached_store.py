@@ -187,13 +187,7 @@ class MemcachedSession(Session):
         if self.locked:
             return
         token = secrets.token_hex(16).encode()
-        deadline = time.monotonic() + self.lock_timeout
-        pause = 0.001
-        while not self._call_store(self._try_lock, token):
-            if time.monotonic() >= deadline:
-                raise self.lock_timed_out()
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 2, 0.05)
+        self.wait_for_lock(lambda: self._try_lock(token))
         self._lock_token, self.locked = token, True
 
     def _unlock(self, token: bytes) -> None:

@@ -127,17 +127,9 @@ class RedisSession(Session):
         token = secrets.token_hex(16)
         lock_key = self._key() + LOCK_SUFFIX
         lock_ms = max(1, int(self.lock_expiry * 1000))
-        deadline = time.monotonic() + self.lock_timeout
-        pause = 0.001
-        while True:
-            if self._call_store(self._try_lock, lock_key, token, lock_ms):
-                self._lock_token = token
-                self.locked = True
-                return
-            if time.monotonic() >= deadline:
-                raise self.lock_timed_out()
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 2, 0.05)
+        self.wait_for_lock(lambda: self._try_lock(lock_key, token, lock_ms))
+        self._lock_token = token
+        self.locked = True
 
     def _try_lock(self, lock_key: str, token: str, lock_ms: int) -> bool:
         return bool(self.client.set(lock_key, token, nx=True, px=lock_ms))
