@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from bus_support import fork, wait_for_exit
 from morello.sessions.base import LockTimeout
 from morello.sessions.memcached_store import LOCK_SUFFIX, MemcachedSession, normalize_servers
 from store_servers import MemcachedServer, free_port
@@ -37,19 +37,6 @@ def ttl(server: MemcachedServer, key: str) -> int:
     if reply.startswith(b"EN"):
         return -2
     return int(reply.split()[1][1:])
-
-
-def in_child(check: Callable[[], None]) -> int:
-    """Run ``check`` in a forked process; its exit code (0: it returned)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            check()
-            code = 0
-        finally:
-            os._exit(code)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
 def test_counter_ttl_and_touch(serve: Any, memcached_store: MemcachedServer) -> None:
@@ -115,9 +102,9 @@ def test_lock_excludes_a_forked_process_and_children_get_their_own_clients(
         assert other.locked and other["a"] == 1
         other.release_lock()
 
-    assert in_child(blocked) == 0
+    assert wait_for_exit(fork(blocked)) == 0
     owner.release_lock()
-    assert in_child(free) == 0
+    assert wait_for_exit(fork(free)) == 0
     assert owner._client() is parent_pool  # the parent keeps its own
 
 
