@@ -142,15 +142,25 @@ Config.namespaces.update(
 config.reset()
 
 
-def quickstart(root: Any = None, script_name: str = "", config: Any = None) -> None:
+def quickstart(
+    root: Any = None, script_name: str = "", config: Any = None, workers: int | None = None
+) -> None:
     """Mount ``root`` at ``script_name``, start the engine and block.
 
     ``config`` (a dict or a config file) is applied both as global config
-    (its ``[global]`` section) and as the application's config.
+    (its ``[global]`` section) and as the application's config. With
+    ``workers`` (or ``master.workers`` in the config) the prefork master
+    serves the application with that many worker processes instead, and
+    the process exits with the master's status.
     """
     if config:
         _global_config.update(config)
     tree.mount(root, script_name, config)
+    workers = workers if workers is not None else _global_config.get("master.workers")
+    if workers:
+        from morello.master.embedded import serve_tree
+
+        raise SystemExit(serve_tree(int(workers)))
     engine.signals.subscribe()
     engine.start()
     engine.block()

@@ -16,7 +16,7 @@ try:  # POSIX only
 except ImportError:  # pragma: no cover - Windows
     grp = pwd = None  # type: ignore[assignment]
 
-__all__ = ["Daemonizer", "DropPrivileges", "PIDFile"]
+__all__ = ["Daemonizer", "DropPrivileges", "PIDFile", "switch_user"]
 
 
 class PIDFile(SimplePlugin):
@@ -204,14 +204,7 @@ class DropPrivileges(SimplePlugin):
                 self.bus.log("uid/gid not set", level=30)
         else:
             self.bus.log("Started as uid: {!r} gid: {!r}".format(*self._current_ids()))
-            if os.geteuid() == 0:
-                # Root's supplementary groups (root, wheel...) must not survive the switch.
-                os.setgroups([])
-            # Group first: after setuid we would no longer be allowed to change it.
-            if self.gid is not None:
-                os.setgid(self.gid)
-            if self.uid is not None:
-                os.setuid(self.uid)
+            switch_user(self.uid, self.gid)
             self.bus.log("Running as uid: {!r} gid: {!r}".format(*self._current_ids()))
 
         if self.umask is None:
@@ -222,3 +215,17 @@ class DropPrivileges(SimplePlugin):
         self.finalized = True
 
     start.priority = 77  # type: ignore[attr-defined]
+
+
+def switch_user(user: int | str | None, group: int | str | None) -> None:
+    """Run as ``user`` and/or ``group`` (names or numbers) from now on (POSIX only)."""
+    uid = pwd.getpwnam(user).pw_uid if isinstance(user, str) else user
+    gid = grp.getgrnam(group).gr_gid if isinstance(group, str) else group
+    if os.geteuid() == 0:
+        # Root's supplementary groups (root, wheel...) must not survive the switch.
+        os.setgroups([])
+    # Group first: after setuid we would no longer be allowed to change it.
+    if gid is not None:
+        os.setgid(gid)
+    if uid is not None:
+        os.setuid(uid)

@@ -1,0 +1,7 @@
+"""``python -m morello.master``: the same as the ``morello`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

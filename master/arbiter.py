@@ -1,0 +1,588 @@
+"""The master's main loop: one state machine that keeps the right workers running.
+
+Signal handlers only queue the signal; the loop handles each one in a plain
+method (``on_hup``, ``on_term``...). Everything else is decided in
+:meth:`Arbiter.supervise`, which compares what runs with what should run:
+
+* ``target`` workers of the current ``generation`` should be active
+  (booting or ready). A worker is *stale* when it belongs to an older
+  generation (a rollout is under way) or asked to be recycled
+  (``max_requests``, ``request_timeout``, ``max_rss``).
+* Missing workers are started; while stale ones are still serving, at most
+  ``max_surge`` extra workers run at once.
+* A stale worker is retired (SIGTERM, it drains) only when the ready
+  workers without it still reach ``target``: replace first, then retire.
+* A worker that exits before it was ready is a boot failure: the next start
+  waits (exponential backoff); during a rollout it aborts the rollout and the
+  old workers stay; after ``max_boot_failures`` in a row the master stops
+  starting workers, keeps the healthy ones, and says why.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import random
+import selectors
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+from . import systemd
+from .channel import MAX_MESSAGE, ChannelError
+from .metrics import StatsBook, prometheus_text
+from .reloader import FileWatcher
+from .settings import Settings
+from .workers import State, Worker
+
+logger = logging.getLogger("morello.master")
+
+HANDLED_SIGNALS = ("SIGHUP", "SIGTERM", "SIGINT", "SIGQUIT", "SIGTTIN", "SIGTTOU", "SIGUSR1",
+                   "SIGUSR2", "SIGCHLD")  # fmt: skip
+# How often RSS is sampled, and how long a fast stop or a SIGABRT'd worker gets.
+RSS_INTERVAL = 2.0
+FAST_STOP_GRACE = 2.0
+ABORT_GRACE = 2.0
+# Upper bound of one loop iteration's wait, so deadlines are checked often enough.
+TICK = 0.2
+
+
+class Arbiter:
+    """Runs and supervises the workers until told to stop; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sockets: list[Any],
+        spawn_worker: Callable[[Worker, Settings, int], None],
+        control: Any = None,
+        on_exit: Callable[[bool], None] | None = None,
+    ) -> None:
+        """``spawn_worker(worker, settings, max_requests)`` runs in the forked child and
+        never returns; ``control`` is an optional ControlServer; ``on_exit(handed_over)``
+        releases sockets and the pid file."""
+        self.settings = settings
+        self.sockets = sockets
+        self.spawn_worker = spawn_worker
+        self.control = control
+        if control is not None:
+            control.app = self
+        #: Tried again each tick while the endpoint cannot be opened yet (after USR2).
+        self.open_control: Callable[[], Any] | None = None
+        self.on_exit = on_exit
+        self.target = settings.workers
+        self.generation = 1
+        self.workers: dict[int, Worker] = {}
+        self.stats = StatsBook()
+        self.signals: collections.deque[int] = collections.deque(maxlen=64)
+        self.selector = selectors.DefaultSelector()
+        self.started = time.monotonic()
+        self.stopping: str | None = None  # "graceful" or "fast"
+        self.boot_failures = 0
+        self.spawn_not_before = 0.0
+        self.halted: str | None = None
+        self.restarts = 0
+        self.announced_ready = False
+        self.rollout_from: int | None = None  # generation being replaced
+        self.reexec_pid: int | None = None
+        self.reexec_command: Callable[[], None] | None = None
+        self._next_id = 1
+        self._next_rss_check = 0.0
+        self.watcher = None
+        if settings.reload:
+            self.watcher = FileWatcher(os.getcwd(), [settings.config or ""])
+        self._wake_r, self._wake_w = socket.socketpair()
+
+    # -- the loop ------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start the workers and supervise them until stopped; return the exit status."""
+        self._install_signals()
+        self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
+        if self.control is not None:
+            self.control.register(self.selector)
+        logger.info(
+            "master %d serving %s with %d worker(s)",
+            os.getpid(), ", ".join(s.address for s in self.sockets), self.target,
+        )
+        status = 0
+        try:
+            while True:
+                self.handle_signals()
+                self.reap()
+                if self.stopping and not self.workers:
+                    break
+                if self.halted and not self.workers and not self.stopping:
+                    logger.error("no worker left and none can start (%s); exiting", self.halted)
+                    status = 1
+                    break
+                self.supervise(time.monotonic())
+                self.wait(TICK)
+        finally:
+            self._shutdown()
+        return status
+
+    def wait(self, timeout: float) -> None:
+        """Wait for channel messages, control requests or a signal, up to ``timeout``."""
+        try:
+            events = self.selector.select(timeout)
+        except InterruptedError:
+            return
+        for key, mask in events:
+            key.data(key.fileobj, mask)
+        if self.control is not None:
+            self.control.expire(time.monotonic())
+
+    def _drain_wakeups(self, sock: socket.socket, mask: int) -> None:
+        try:
+            while sock.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -- signals -------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        for name in HANDLED_SIGNALS:
+            signal.signal(getattr(signal, name), self._queue_signal)
+
+    def _queue_signal(self, signum: int, frame: Any) -> None:
+        # Only queue: the loop handles it (set_wakeup_fd wakes the select).
+        if signum != signal.SIGCHLD:
+            self.signals.append(signum)
+
+    def handle_signals(self) -> None:
+        while self.signals:
+            signum = self.signals.popleft()
+            name = signal.Signals(signum).name
+            logger.info("master got %s", name)
+            getattr(self, "on_" + name[3:].lower())()
+
+    def on_hup(self) -> None:
+        """Rolling restart: new workers replace the current ones, one surge at a time."""
+        if self.stopping:
+            return
+        self.rollout_from = self.generation
+        self.generation += 1
+        self.halted = None
+        self.boot_failures = 0
+        self.spawn_not_before = 0.0
+        systemd.reloading()
+        logger.info("rolling restart to generation %d", self.generation)
+
+    def on_term(self) -> None:
+        self.stop("graceful")
+
+    def on_int(self) -> None:
+        self.stop("fast")
+
+    on_quit = on_int
+
+    def on_ttin(self) -> None:
+        self.scale(self.target + 1)
+
+    def on_ttou(self) -> None:
+        self.scale(self.target - 1)
+
+    def on_usr1(self) -> None:
+        """Reopen log files here and in every worker."""
+        from morello.worker.log_files import reopen_log_files
+
+        reopen_log_files()
+        for worker in self.workers.values():
+            self._signal(worker, signal.SIGUSR1)
+
+    def on_usr2(self) -> None:
+        """Start a new master (a new executable) that inherits the listening sockets."""
+        if self.reexec_command is None or self.stopping:
+            logger.warning("USR2 ignored: re-exec is not possible now")
+            return
+        if self.reexec_pid is not None:
+            logger.warning("USR2 ignored: new master %d is already running", self.reexec_pid)
+            return
+        pid = os.fork()
+        if pid == 0:
+            self._close_in_child()
+            self.reexec_command()  # execs; only returns on failure
+            os._exit(1)
+        self.reexec_pid = pid
+        # From now on systemd should follow the new master (and accept its READY=1).
+        systemd.mainpid(pid)
+        logger.info("started new master %d; send TERM to %d once it serves", pid, os.getpid())
+
+    def scale(self, workers: int) -> None:
+        """Run ``workers`` workers from now on (at least one)."""
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"the number of workers must be a whole number >= 1, not {workers!r}")
+        if workers != self.target:
+            logger.info("scaling from %d to %d worker(s)", self.target, workers)
+        self.target = workers
+
+    def stop(self, mode: str) -> None:
+        """Stop every worker: ``graceful`` lets them drain, ``fast`` does not."""
+        if self.stopping == "fast" or self.stopping == mode:
+            return
+        self.stopping = mode
+        systemd.stopping()
+        now = time.monotonic()
+        grace = self.settings.graceful_timeout + 1 if mode == "graceful" else FAST_STOP_GRACE
+        sig = signal.SIGTERM if mode == "graceful" else signal.SIGQUIT
+        logger.info("%s shutdown of %d worker(s)", mode, len(self.workers))
+        for worker in self.workers.values():
+            worker.state = State.RETIRING
+            worker.kill_at = min(worker.kill_at or now + grace, now + grace)
+            self._signal(worker, sig)
+
+    # -- children ------------------------------------------------------------
+
+    def spawn(self) -> Worker:
+        """Fork one worker of the current generation."""
+        parent_end, child_end = socket.socketpair()
+        max_requests = self.settings.max_requests
+        if max_requests and self.settings.max_requests_jitter:
+            # Jitter so workers started together are not all recycled together.
+            max_requests += random.randint(0, self.settings.max_requests_jitter)
+        worker_id, self._next_id = self._next_id, self._next_id + 1
+        pid = os.fork()
+        if pid == 0:
+            parent_end.close()
+            self._close_in_child()
+            worker = Worker(worker_id, os.getpid(), child_end, self.generation)
+            try:
+                self.spawn_worker(worker, self.settings, max_requests)
+            finally:
+                os._exit(3)
+        child_end.close()
+        parent_end.setblocking(False)
+        worker = Worker(worker_id, pid, parent_end, self.generation)
+        self.workers[pid] = worker
+        self.selector.register(parent_end, selectors.EVENT_READ, self._make_reader(worker))
+        logger.info("started worker %d (pid %d, generation %d)", worker_id, pid, self.generation)
+        return worker
+
+    def _close_in_child(self) -> None:
+        """Close what only the master may hold; a sibling's channel would hide master EOF."""
+        signal.set_wakeup_fd(-1)
+        for worker in self.workers.values():
+            worker.channel.close()
+        if self.control is not None:
+            self.control.close()
+        self.selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def reap(self) -> None:
+        """Collect exited children and account for each worker that ended."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            if pid == self.reexec_pid:
+                logger.error("new master %d exited with %s", pid, _describe_exit(code))
+                self.reexec_pid = None
+                continue
+            worker = self.workers.pop(pid, None)
+            if worker is not None:
+                self.worker_exited(worker, code)
+
+    def worker_exited(self, worker: Worker, code: int) -> None:
+        self._close_channel(worker)
+        self.stats.retire(worker.id)
+        how = _describe_exit(code)
+        if worker.ready_at is None and not self.stopping:
+            self.boot_failed(worker, how)
+        elif worker.state is State.RETIRING:
+            logger.info("worker %d (pid %d) exited (%s)", worker.id, worker.pid, how)
+        else:
+            self.restarts += 1
+            logger.error("worker %d (pid %d) died unexpectedly: %s", worker.id, worker.pid, how)
+
+    def boot_failed(self, worker: Worker, how: str) -> None:
+        self.boot_failures += 1
+        self.restarts += 1
+        logger.error(
+            "worker %d (pid %d) failed to boot: %s (%d in a row)",
+            worker.id, worker.pid, how, self.boot_failures,
+        )
+        if self.rollout_from is not None and worker.generation == self.generation:
+            logger.error(
+                "rolling restart to generation %d aborted; the workers of generation %d "
+                "keep serving",
+                self.generation, self.rollout_from,
+            )
+            self.generation, self.rollout_from = self.rollout_from, None
+            systemd.ready()
+        if self.halted:
+            return
+        if self.boot_failures >= self.settings.max_boot_failures:
+            self.halted = (
+                f"{self.boot_failures} workers in a row failed to boot; "
+                "no more workers will be started until HUP"
+            )
+            logger.error("%s; %d healthy worker(s) keep serving", self.halted, self._ready_count())
+            return
+        delay = min(
+            self.settings.boot_backoff * 2 ** (self.boot_failures - 1),
+            self.settings.boot_backoff_max,
+        )
+        self.spawn_not_before = time.monotonic() + delay
+        logger.info("next worker start in %.1fs", delay)
+
+    def _close_channel(self, worker: Worker) -> None:
+        try:
+            self.selector.unregister(worker.channel)
+        except (KeyError, ValueError):
+            pass  # already unregistered at EOF
+        worker.channel.close()
+
+    # -- messages ------------------------------------------------------------
+
+    def _make_reader(self, worker: Worker) -> Callable[[socket.socket, int], None]:
+        def read(sock: socket.socket, mask: int) -> None:
+            try:
+                data = sock.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                # The worker closed its end (it is exiting); reap() finishes the job.
+                self.selector.unregister(sock)
+                return
+            try:
+                messages = worker.reader.feed(data)
+            except ChannelError as exc:
+                logger.error("worker %d (pid %d) sent %s; killing it", worker.id, worker.pid, exc)
+                self.selector.unregister(sock)
+                self._kill(worker)
+                return
+            for message in messages:
+                self.handle_message(worker, message)
+
+        return read
+
+    def handle_message(self, worker: Worker, message: dict[str, Any]) -> None:
+        now = time.monotonic()
+        worker.last_heartbeat = now
+        kind = message["type"]
+        if kind == "ready" and worker.state is State.BOOTING:
+            worker.state, worker.ready_at = State.READY, now
+            self.boot_failures = 0
+            logger.info("worker %d (pid %d) ready in %.2fs", worker.id, worker.pid,
+                        now - worker.started)  # fmt: skip
+        elif kind == "heartbeat":
+            worker.stats = message
+            self.stats.update(worker.id, message)
+        elif kind == "recycle" and worker.recycle_reason is None:
+            worker.recycle_reason = str(message.get("reason", "requested"))
+            logger.info("worker %d (pid %d) asks to be recycled (%s)",
+                        worker.id, worker.pid, worker.recycle_reason)  # fmt: skip
+        elif kind == "draining" and worker.state is not State.RETIRING:
+            self._mark_retiring(worker, now)
+
+    # -- supervision ---------------------------------------------------------
+
+    def supervise(self, now: float) -> None:
+        """Enforce deadlines, then start or retire workers to match the plan."""
+        for worker in list(self.workers.values()):
+            self.check_deadlines(worker, now)
+        if self.stopping:
+            return
+        if now >= self._next_rss_check:
+            self._next_rss_check = now + RSS_INTERVAL
+            self.check_memory()
+        if self.open_control is not None:
+            self._retry_control()
+        if self.watcher is not None and self.watcher.changed():
+            logger.info("source files changed")
+            self.on_hup()
+        self.balance(now)
+        self._announce(now)
+
+    def _retry_control(self) -> None:
+        try:
+            control = self.open_control()  # type: ignore[misc]
+        except OSError as exc:
+            logger.error("control endpoint unavailable: %s", exc)
+            control, self.open_control = None, None
+        if control is not None:
+            self.open_control, self.control = None, control
+            control.app = self
+            control.register(self.selector)
+            logger.info("control endpoint open")
+
+    def check_deadlines(self, worker: Worker, now: float) -> None:
+        if worker.kill_at is not None and now >= worker.kill_at:
+            logger.error("worker %d (pid %d) did not exit in time; killing it",
+                         worker.id, worker.pid)  # fmt: skip
+            worker.kill_at = None
+            self._kill(worker)
+        elif worker.state is State.BOOTING and now - worker.started > self.settings.boot_timeout:
+            logger.error(
+                "worker %d (pid %d) not ready after boot_timeout=%ss; killing it",
+                worker.id, worker.pid, self.settings.boot_timeout,
+            )
+            worker.state = State.RETIRING
+            self._kill(worker)
+        elif (
+            worker.state is State.READY
+            and not worker.aborted
+            and now - worker.last_heartbeat > self.settings.timeout
+        ):
+            logger.error(
+                "worker %d (pid %d) silent for %.1fs (timeout=%ss); aborting it, its "
+                "threads' stacks follow on its stderr",
+                worker.id, worker.pid, now - worker.last_heartbeat, self.settings.timeout,
+            )
+            worker.aborted = True
+            worker.state = State.RETIRING
+            worker.kill_at = now + ABORT_GRACE
+            self._signal(worker, signal.SIGABRT)
+
+    def check_memory(self) -> None:
+        for worker in self.workers.values():
+            try:
+                worker.rss = psutil.Process(worker.pid).memory_info().rss
+            except psutil.Error:
+                continue
+            limit = self.settings.max_rss
+            if limit and worker.rss > limit and worker.active and worker.recycle_reason is None:
+                worker.recycle_reason = "max_rss"
+                logger.info("worker %d (pid %d) uses %d bytes > max_rss=%d; recycling it",
+                            worker.id, worker.pid, worker.rss, limit)  # fmt: skip
+
+    def balance(self, now: float) -> None:
+        """Start missing workers and retire surplus or stale ones (replace first)."""
+        active = [w for w in self.workers.values() if w.active]
+        stale = [w for w in active if self._is_stale(w)]
+        fresh = [w for w in active if not self._is_stale(w)]
+        # Scaled down: retire the extra fresh workers, booting ones first, then the oldest.
+        extra = len(fresh) - self.target
+        if extra > 0:
+            by_preference = sorted(fresh, key=lambda w: (w.state is State.READY, w.started))
+            for worker in by_preference[:extra]:
+                self.retire(worker, "scaled down", now)
+        missing = self.target - len(fresh)
+        if missing > 0 and not self.halted and now >= self.spawn_not_before:
+            room = missing
+            if stale:
+                room = min(missing, self.target + self.settings.max_surge - len(active))
+            if self.boot_failures:
+                # After a boot failure, probe with one worker at a time: no fork storm.
+                room = min(room, 1 - sum(1 for w in active if w.state is State.BOOTING))
+            for _ in range(room):
+                self.spawn()
+        ready = sum(1 for w in active if w.state is State.READY)
+        for worker in sorted(stale, key=lambda w: w.started):
+            if worker.state is State.BOOTING:
+                self.retire(worker, "outdated before it was ready", now)
+            elif ready - 1 >= self.target:
+                ready -= 1
+                self.retire(worker, worker.recycle_reason or "rolling restart", now)
+
+    def _is_stale(self, worker: Worker) -> bool:
+        return worker.generation < self.generation or worker.recycle_reason is not None
+
+    def retire(self, worker: Worker, why: str, now: float) -> None:
+        """Ask ``worker`` to drain and exit; it is killed if it is not gone in time."""
+        logger.info("retiring worker %d (pid %d): %s", worker.id, worker.pid, why)
+        self._mark_retiring(worker, now)
+        self._signal(worker, signal.SIGTERM)
+
+    def _mark_retiring(self, worker: Worker, now: float) -> None:
+        worker.state = State.RETIRING
+        worker.kill_at = now + self.settings.graceful_timeout + 1
+
+    def _announce(self, now: float) -> None:
+        """Tell systemd (and the log) when start-up or a rollout has completed."""
+        current_ready = sum(
+            1 for w in self.workers.values()
+            if w.state is State.READY and w.generation >= self.generation
+        )  # fmt: skip
+        if current_ready < self.target:
+            return
+        if not self.announced_ready:
+            self.announced_ready = True
+            systemd.ready()
+            logger.info("all %d worker(s) ready", self.target)
+        elif self.rollout_from is not None and not any(
+            w.generation <= self.rollout_from for w in self.workers.values()
+        ):
+            self.rollout_from = None
+            systemd.ready()
+            logger.info("rolling restart to generation %d complete", self.generation)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _ready_count(self) -> int:
+        return sum(1 for w in self.workers.values() if w.state is State.READY)
+
+    def _signal(self, worker: Worker, sig: int) -> None:
+        try:
+            os.kill(worker.pid, sig)
+        except ProcessLookupError:
+            pass  # already gone; reap() will see it
+
+    def _kill(self, worker: Worker) -> None:
+        worker.state = State.RETIRING
+        self._signal(worker, signal.SIGKILL)
+
+    def _shutdown(self) -> None:
+        for worker in list(self.workers.values()):
+            self._kill(worker)
+        deadline = time.monotonic() + FAST_STOP_GRACE
+        while self.workers and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.01)
+        signal.set_wakeup_fd(-1)
+        if self.control is not None:
+            self.control.close()
+        handed_over = self.reexec_pid is not None
+        if self.on_exit is not None:
+            self.on_exit(handed_over)
+        logger.info("master %d exiting", os.getpid())
+
+    # -- control endpoint ------------------------------------------------------
+
+    def healthy(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return not self.stopping and self._ready_count() > 0
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "master": {
+                "pid": os.getpid(),
+                "uptime": round(now - self.started, 3),
+                "generation": self.generation,
+                "target_workers": self.target,
+                "restarts": self.restarts,
+                "state": self.stopping or ("halted" if self.halted else "running"),
+                "halted": self.halted,
+                "binds": [s.address for s in self.sockets],
+            },
+            "workers": [w.describe(now) for w in self.workers.values()],
+        }
+
+    def metrics(self) -> str:
+        return prometheus_text(self.stats, self.status())
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"

@@ -1,0 +1,117 @@
+"""The ``morello`` command: ``morello serve MODULE:OBJECT`` and ``morello ctl ...``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .settings import Settings, from_config_file, parse_size
+
+logger = logging.getLogger("morello.master")
+
+#: Environment variable naming the master that re-executed us (USR2).
+REEXEC_FROM = "MORELLO_REEXEC_FROM"
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="morello serve",
+        description="Serve a morello (CherryPy-style) or WSGI application with a prefork master.",
+        argument_default=argparse.SUPPRESS,  # only flags actually given override the file
+    )
+    add = parser.add_argument
+    add("app", metavar="MODULE[:OBJECT]",
+        help="the application: a root handler class or instance, an Application, a WSGI "
+             "callable or a factory; MODULE alone serves what it mounted on morello.tree")
+    add("-w", "--workers", type=int, help="worker processes (default: one per CPU)")
+    add("--threads", type=int, help="threads per worker (default 10)")
+    add("-b", "--bind", action="append",
+        help="HOST:PORT, [V6ADDR]:PORT, unix:PATH or fd://N; repeatable (default "
+             "127.0.0.1:8080)")
+    add("--backlog", type=int, help="listen queue length (default 2048)")
+    add("--unix-mode", type=lambda text: int(text, 8), help="permissions of UNIX sockets, octal")
+    add("-c", "--config", help="CherryPy-format config file (app config and master.* keys)")
+    add("--preload", action="store_true", help="import the app once in the master, before forking")
+    add("--max-requests", type=int, help="recycle a worker after this many requests (0: never)")
+    add("--max-requests-jitter", type=int, help="random extra requests added to --max-requests")
+    add("-t", "--timeout", type=float, help="seconds without heartbeat before a worker is aborted")
+    add("--boot-timeout", type=float, help="seconds a new worker may take to get ready")
+    add("--request-timeout", type=float, help="seconds after which a request is logged with its "
+        "stack and its worker recycled")
+    add("--graceful-timeout", type=float, help="seconds a draining worker gets to finish")
+    add("--max-rss", type=parse_size, help="recycle a worker above this memory (e.g. 512M)")
+    add("--max-boot-failures", type=int,
+        help="boot failures in a row after which no more workers are started (default 5)")
+    add("--max-surge", type=int, help="extra workers started at once during a rollout")
+    add("-p", "--pidfile", help="write the master's pid to this file")
+    add("-D", "--daemon", action="store_true", help="detach into the background")
+    add("-u", "--user", help="switch to this user after binding")
+    add("-g", "--group", help="switch to this group after binding")
+    add("--control-bind", help="serve /healthz, /readyz, /status, /metrics here "
+        "(loopback HOST:PORT or unix:PATH)")
+    add("--reload", action="store_true",
+        help="rolling restart when a .py file changes (development)")
+    add("-n", "--name", help="name shown in process titles")
+    add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser  # fmt: skip
+
+
+def settings_from_args(argv: Sequence[str]) -> tuple[Settings, str]:
+    """Parse ``serve`` arguments into settings (file first, flags over it) and a log level."""
+    args = vars(serve_parser().parse_args(argv))
+    log_level = args.pop("log_level", "info")
+    settings = Settings()
+    if args.get("config"):
+        settings = from_config_file(args["config"], settings)
+    settings = settings.updated(args, "command line")
+    settings.check()
+    return settings, log_level
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    )
+    # Only the master's own logger: workers inherit this handler, and the
+    # framework's error log already writes to the screen by itself.
+    master_logger = logging.getLogger("morello.master")
+    master_logger.addHandler(handler)
+    master_logger.setLevel(level.upper())
+
+
+def serve(argv: Sequence[str]) -> int:
+    """``morello serve``: bind, fork the workers and supervise them until stopped."""
+    from .launch import Launch
+
+    try:
+        settings, log_level = settings_from_args(argv)
+    except ValueError as exc:
+        print(f"morello serve: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(log_level)
+    return Launch(settings, list(argv)).run()
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    """Entry point of the ``morello`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return serve(argv[1:])
+    if argv[:1] == ["ctl"]:
+        from .ctl import main as ctl_main
+
+        return ctl_main(argv[1:])
+    print("usage: morello serve MODULE[:OBJECT] [options] | morello ctl COMMAND [options]\n"
+          "       morello serve --help, morello ctl --help", file=sys.stderr)  # fmt: skip
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+__all__ = ["main", "serve", "settings_from_args", "REEXEC_FROM"]

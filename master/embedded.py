@@ -1,0 +1,40 @@
+"""``quickstart`` under the master: the tree this process mounted, served by forked workers.
+
+CherryPy's ``quickstart`` runs one process. With ``master.workers`` in its
+config (or the ``workers`` keyword) morello's runs the master instead: the
+application is already imported and configured here, so the workers
+inherit it (as with ``preload``); ``server.socket_host``/``socket_port``
+(or ``socket_file``) and ``server.thread_pool`` give the bind and threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .cli import configure_logging
+from .launch import Launch
+from .settings import Settings
+
+
+def serve_tree(workers: int | None = None) -> int:
+    """Serve ``morello.tree`` with the master until it stops; return the exit status."""
+    import morello
+
+    values = {
+        key.split(".", 1)[1]: value
+        for key, value in morello.config.items()
+        if key.startswith("master.")
+    }
+    server = morello.server
+    if server.socket_file:
+        bind = f"unix:{server.socket_file}"
+    else:
+        host = server.socket_host or "127.0.0.1"
+        bind = f"[{host}]:{server.socket_port}" if ":" in host else f"{host}:{server.socket_port}"
+    base = Settings(app="quickstart", bind=[bind], threads=server.thread_pool, preload=True)
+    settings = base.updated(values, "config")
+    if workers is not None:
+        settings = dataclasses.replace(settings, workers=workers)
+    settings.check()
+    configure_logging("info")
+    return Launch(settings, None, app=morello.tree).run()

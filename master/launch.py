@@ -1,0 +1,184 @@
+"""Everything ``morello serve`` does around the arbiter, in order.
+
+Daemonize, take the listening sockets (inherited from an old master,
+handed over by systemd, or bound here), import the app when preloading,
+drop privileges, write the pid file, set the title, open the control
+endpoint, then run the :class:`~morello.master.arbiter.Arbiter`. On the
+way out, release the sockets and the pid file unless a new master took them.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sys
+from typing import Any
+
+from setproctitle import setproctitle
+
+from . import sockets as listen
+from .arbiter import Arbiter
+from .cli import REEXEC_FROM
+from .settings import Settings
+from .workers import Worker
+
+logger = logging.getLogger("morello.master")
+
+#: Exit status when the app cannot be imported in the master (``preload``).
+EXIT_PRELOAD_FAILED = 3
+
+
+class Launch:
+    """One run of the master with ``settings``.
+
+    ``argv`` (the ``morello serve`` arguments) makes re-exec (USR2) possible;
+    ``app`` is an application already loaded in this process (``quickstart``).
+    """
+
+    def __init__(self, settings: Settings, argv: list[str] | None, app: Any = None) -> None:
+        self.settings = settings
+        self.argv = argv
+        self.sockets: list[Any] = []
+        self.app: Any = app
+        self.pidfile_written = False
+
+    def run(self) -> int:
+        settings = self.settings
+        if settings.daemon and REEXEC_FROM not in os.environ:
+            from morello.process.daemon_plugins import Daemonizer
+
+            Daemonizer.daemonize()
+        try:
+            self.sockets = self.take_sockets()
+        except (OSError, ValueError) as exc:
+            logger.error("cannot listen: %s", exc)
+            return 1
+        if settings.preload and self.app is None:
+            try:
+                self.app = self.load_app()
+            except Exception as exc:  # the user's import: anything may fail
+                logger.error("cannot preload %s: %s: %s", settings.app, type(exc).__name__, exc)
+                self.release(handed_over=False)
+                return EXIT_PRELOAD_FAILED
+        try:
+            control = self.open_control()
+            self.drop_privileges()
+        except (OSError, ValueError, KeyError) as exc:
+            logger.error("cannot start: %s", exc)
+            self.release(handed_over=False)
+            return 1
+        self.write_pidfile()
+        setproctitle(f"morello: master [{settings.title_name}]")
+        arbiter = Arbiter(settings, self.sockets, self.spawn_worker, control, self.release)
+        if control is None and settings.control_bind:
+            arbiter.open_control = self.open_control
+        if self.argv is not None:
+            arbiter.reexec_command = self.reexec
+        return arbiter.run()
+
+    # -- steps ---------------------------------------------------------------
+
+    def take_sockets(self) -> list[Any]:
+        """Sockets from systemd, else from the master that re-executed us plus new binds."""
+        specs = [listen.parse_bind(text) for text in self.settings.bind]
+        return listen.open_listeners(specs, self.settings.backlog, self.settings.unix_mode)
+
+    def load_app(self) -> Any:
+        from morello.worker import load_app
+
+        return load_app(self.settings.app, self.settings.config)
+
+    def open_control(self) -> Any:
+        """The control endpoint, or None; after USR2 the old master may still hold it."""
+        if not self.settings.control_bind:
+            return None
+        from .control import ControlServer, control_socket
+
+        try:
+            return ControlServer(control_socket(self.settings.control_bind), None)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or REEXEC_FROM not in os.environ:
+                raise
+            logger.info("control endpoint %s still held by the old master; retrying",
+                        self.settings.control_bind)  # fmt: skip
+            return None
+
+    def drop_privileges(self) -> None:
+        if self.settings.user is None and self.settings.group is None:
+            return
+        from morello.process.daemon_plugins import switch_user
+
+        switch_user(self.settings.user, self.settings.group)
+
+    def write_pidfile(self) -> None:
+        if not self.settings.pidfile:
+            return
+        # Written atomically: `morello ctl` may read it at any moment.
+        temporary = f"{self.settings.pidfile}.{os.getpid()}.tmp"
+        with open(temporary, "w", encoding="ascii") as file:
+            file.write(f"{os.getpid()}\n")
+        os.replace(temporary, self.settings.pidfile)
+        self.pidfile_written = True
+
+    def release(self, handed_over: bool) -> None:
+        """Close the sockets and remove the pid file, unless a new master owns them now."""
+        old_master = os.environ.get(REEXEC_FROM)
+        if old_master and not handed_over and not _alive(int(old_master)):
+            # We outlived the master that handed us its UNIX sockets: their files are ours.
+            for sock in self.sockets:
+                sock.owns_path = sock.owns_path or sock.is_unix
+        for sock in self.sockets:
+            sock.close(unlink=not handed_over)
+        # A new master (USR2) rewrote the file with its own pid: leave it.
+        if self.pidfile_written and _pid_in(self.settings.pidfile) == os.getpid():
+            os.unlink(self.settings.pidfile)
+
+    # -- in children -----------------------------------------------------------
+
+    def spawn_worker(self, worker: Worker, settings: Settings, max_requests: int) -> None:
+        """Run a worker in this (forked) process; never returns."""
+        from morello.worker import WorkerOptions, run
+
+        run(
+            WorkerOptions(
+                number=worker.id,
+                app=self.app if self.app is not None else settings.app,
+                sockets=[s.socket for s in self.sockets],
+                channel=worker.channel,
+                threads=settings.threads,
+                config_file=settings.config,
+                heartbeat_interval=settings.heartbeat_interval,
+                request_timeout=settings.request_timeout,
+                max_requests=max_requests,
+                graceful_timeout=settings.graceful_timeout,
+                app_name=settings.title_name,
+                master_pid=os.getppid(),
+            )
+        )
+
+    def reexec(self) -> None:
+        """Replace this (forked) process with a new master that inherits the sockets."""
+        env = dict(os.environ)
+        env.update(listen.export_for_exec(self.sockets))
+        env[REEXEC_FROM] = str(os.getppid())
+        args = [sys.executable, "-m", "morello.master", "serve", *(self.argv or ())]
+        os.execve(sys.executable, args, env)
+
+
+def _pid_in(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as file:
+            return int(file.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

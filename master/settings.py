@@ -1,0 +1,158 @@
+"""The master's settings: defaults, ``master.*`` keys of a config file, command-line flags.
+
+Flags override the config file, which overrides the defaults. In a
+CherryPy-format config file the settings live in ``[global]`` under the
+``master`` namespace, spelled like the flags with underscores::
+
+    [global]
+    master.workers = 4
+    master.bind = ["127.0.0.1:8080", "unix:/run/app.sock"]
+    master.max_rss = "512M"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from morello.configfile import load as load_config
+
+_SIZE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*")
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value: int | str | None) -> int | None:
+    """Bytes from ``512M``, ``1.5G``, ``1048576``...; None stays None."""
+    if value is None or isinstance(value, int):
+        return value
+    match = _SIZE.fullmatch(str(value))
+    if not match:
+        raise ValueError(f"not a size: {value!r} (use bytes or a suffix K, M, G)")
+    number, unit = match.groups()
+    return int(float(number) * _SIZE_UNITS[unit.lower()])
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Settings:
+    """Everything the master needs to know; see README for each key."""
+
+    #: ``module:object`` (or ``module``) that names the application.
+    app: str = ""
+    workers: int = field(default_factory=default_workers)
+    threads: int = 10
+    bind: list[str] = field(default_factory=lambda: ["127.0.0.1:8080"])
+    backlog: int = 2048
+    #: Permission bits for UNIX socket binds.
+    unix_mode: int | None = None
+    config: str | None = None
+    preload: bool = False
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    #: Liveness: seconds without a heartbeat before a worker is aborted.
+    timeout: float = 30.0
+    boot_timeout: float = 60.0
+    request_timeout: float | None = None
+    graceful_timeout: float = 30.0
+    max_rss: int | None = None
+    pidfile: str | None = None
+    daemon: bool = False
+    user: str | None = None
+    group: str | None = None
+    control_bind: str | None = None
+    reload: bool = False
+    heartbeat_interval: float = 1.0
+    #: New workers started ahead of retiring old ones during a rollout.
+    max_surge: int = 1
+    #: Consecutive boot failures after which the master stops starting workers.
+    max_boot_failures: int = 5
+    #: First pause after a boot failure; it doubles up to ``boot_backoff_max``.
+    boot_backoff: float = 0.5
+    boot_backoff_max: float = 30.0
+    #: Name shown in process titles; defaults to the app spec.
+    name: str = ""
+
+    def check(self) -> None:
+        """Raise ValueError naming the first setting that makes no sense."""
+        if not self.app:
+            raise ValueError("no application given: morello serve MODULE:OBJECT")
+        if not self.bind:
+            raise ValueError("no bind address given")
+        for name in ("workers", "threads", "backlog", "max_surge", "max_boot_failures"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        for name in ("max_requests", "max_requests_jitter"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, not {getattr(self, name)!r}")
+        for name in ("timeout", "boot_timeout", "graceful_timeout", "heartbeat_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.request_timeout is not None and self.request_timeout <= 0:
+            raise ValueError(f"request_timeout must be positive, not {self.request_timeout!r}")
+        if self.heartbeat_interval * 2 > self.timeout:
+            raise ValueError(
+                f"timeout ({self.timeout}s) must be at least twice heartbeat_interval "
+                f"({self.heartbeat_interval}s), or healthy workers would be aborted"
+            )
+
+    @property
+    def title_name(self) -> str:
+        return self.name or self.app
+
+    def updated(self, values: dict[str, Any], source: str) -> Settings:
+        """A copy with ``values`` applied, each converted to the field's type."""
+        known = {f.name: f for f in dataclasses.fields(self)}
+        changes = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ValueError(f"{source}: unknown master setting {key!r}")
+            changes[key] = _convert(key, value, source)
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(key: str, value: Any, source: str) -> Any:
+    # Annotations are strings here (postponed evaluation): "int", "float | None"...
+    kind = Settings.__dataclass_fields__[key].type
+    try:
+        if key == "max_rss":
+            return parse_size(value)
+        if key == "bind":
+            return [value] if isinstance(value, str) else [str(item) for item in value]
+        if key == "unix_mode" and isinstance(value, str):
+            return int(value, 8)
+        if value is None and kind.endswith("| None"):
+            return None
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError("expected True or False")
+            return value
+        if kind.startswith("int"):
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+        return value
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: bad value for master.{key}: {value!r} ({exc})") from None
+
+
+def from_config_file(path: str, base: Settings | None = None) -> Settings:
+    """``base`` (or the defaults) updated with the ``master.*`` keys of ``path``'s [global]."""
+    sections = load_config(path)
+    global_section = sections.get("global", {})
+    values = {
+        key.split(".", 1)[1]: value
+        for key, value in global_section.items()
+        if key.startswith("master.")
+    }
+    settings = base or Settings()
+    return settings.updated(values, f"config file {path!r}")

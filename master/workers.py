@@ -1,0 +1,65 @@
+"""What the master knows about each worker process."""
+
+from __future__ import annotations
+
+import enum
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .channel import MessageReader
+
+
+class State(enum.Enum):
+    BOOTING = "booting"
+    READY = "ready"
+    #: SIGTERM sent (or the worker said it is draining): no longer counted as capacity.
+    RETIRING = "retiring"
+
+
+@dataclass(eq=False)
+class Worker:
+    """One worker: its pid, its end of the channel and its last reported counters."""
+
+    id: int
+    pid: int
+    channel: socket.socket
+    generation: int
+    state: State = State.BOOTING
+    started: float = field(default_factory=time.monotonic)
+    ready_at: float | None = None
+    last_heartbeat: float = field(default_factory=time.monotonic)
+    #: Why the worker should be replaced (set by it or by the master), if it should.
+    recycle_reason: str | None = None
+    #: When the worker must be gone: after it, SIGKILL.
+    kill_at: float | None = None
+    #: Set once SIGABRT was sent for a missed heartbeat, so it is sent once.
+    aborted: bool = False
+    rss: int | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    reader: MessageReader = field(default_factory=MessageReader)
+
+    @property
+    def active(self) -> bool:
+        """Booting or ready: part of the capacity the master keeps up."""
+        return self.state is not State.RETIRING
+
+    def age(self, now: float) -> float:
+        return now - self.started
+
+    def describe(self, now: float) -> dict[str, Any]:
+        """This worker's entry in ``/status``."""
+        return {
+            "id": self.id,
+            "pid": self.pid,
+            "state": self.state.value,
+            "generation": self.generation,
+            "age": round(self.age(now), 3),
+            "requests": self.stats.get("requests", 0),
+            "in_flight": self.stats.get("in_flight", 0),
+            "busy_threads": self.stats.get("busy_threads", 0),
+            "threads": self.stats.get("threads", 0),
+            "rss": self.rss,
+            "recycle_reason": self.recycle_reason,
+        }

@@ -1,0 +1,248 @@
+"""Turn the ``app`` a worker was given into the WSGI callable it serves.
+
+Accepted forms (``module`` is imported with the current directory first on
+``sys.path``, as the command that started the master would expect)::
+
+    "module"             the module mounts its applications on morello.tree
+                         when imported; the tree is served
+    "module:name"        a name (dotted attributes allowed) in the module:
+                         - a morello Application or Tree: served as is
+                         - a root handler object (exposed methods, _cp_config,
+                           _cp_dispatch...): mounted at "" on morello.tree
+                         - a class of root handlers: instantiated, then mounted
+                         - a WSGI callable (environ, start_response): served as is
+                         - a factory (no required arguments): called, and its
+                           result classified the same way
+
+The same applies to an object the master imported already. Every failure
+is a :class:`BootError` whose message fits on one line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+import morello
+
+WSGIApp = Callable[..., Any]
+
+# A factory may return another factory, but not endlessly.
+_MAX_FACTORY_DEPTH = 3
+
+
+class BootError(Exception):
+    """The application cannot be loaded; ``str()`` is a one-line reason."""
+
+    def __init__(self, reason: str, *, show_traceback: bool = False) -> None:
+        super().__init__(reason)
+        #: Whether the traceback of the cause helps (an error inside the user's code).
+        self.show_traceback = show_traceback
+
+
+def load_app(target: str | object, config_file: str | None = None) -> WSGIApp:
+    """Import (if needed) and classify ``target``; return the WSGI callable to serve.
+
+    ``config_file`` is the application config of a root handler mounted here.
+    """
+    if isinstance(target, str):
+        obj, name = import_spec(target)
+        if obj is morello.tree:
+            return obj
+    else:
+        obj, name = target, _describe(target)
+    return as_wsgi(obj, name, config_file)
+
+
+def import_spec(spec: str) -> tuple[Any, str]:
+    """Import ``"module[:name]"``; return the object and a description of it."""
+    module_name, colon, attribute = spec.strip().partition(":")
+    if not _is_dotted_name(module_name) or (colon and not _is_dotted_name(attribute)):
+        raise BootError(f"bad application {spec!r}: expected 'module' or 'module:name'")
+    module = import_module(module_name)
+    if not colon:
+        if not morello.tree.apps:
+            raise BootError(
+                f"module {module_name!r} mounted no application on morello.tree; "
+                f"name one as '{module_name}:name'"
+            )
+        return morello.tree, "morello.tree"
+    obj: Any = module
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise BootError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    return obj, f"{module_name}:{attribute}"
+
+
+def import_module(name: str) -> types.ModuleType:
+    """Import ``name`` with the current directory on ``sys.path``, or raise :class:`BootError`."""
+    # Like any other Python command run from a project directory, the
+    # application's own modules are found relative to where we were started.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing == name or name.startswith(missing + "."):
+            raise BootError(f"no module named {name!r} (from {cwd})") from None
+        raise BootError(f"cannot import {name!r}: {exc}", show_traceback=True) from exc
+    except BootError:
+        raise
+    except (Exception, SystemExit) as exc:  # a module that exits cannot be served either
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+        raise BootError(f"error importing {name!r}: {reason}", show_traceback=True) from exc
+
+
+def as_wsgi(obj: Any, name: str, config_file: str | None = None, depth: int = 0) -> WSGIApp:
+    """Classify ``obj`` (see the module docstring) and return what to serve."""
+    if isinstance(obj, (morello.Application, morello.Tree)):
+        return obj
+    if obj is None or isinstance(obj, (str, bytes, int, float, types.ModuleType)):
+        raise BootError(f"{name} is {_kind(obj)}, not an application")
+    if inspect.isclass(obj):
+        return _as_wsgi_from_class(obj, name, config_file, depth)
+    if is_root_handler(obj):
+        morello.tree.mount(obj, "", config_file)
+        return morello.tree
+    if not callable(obj):
+        raise BootError(f"{name} is {_kind(obj)} with no exposed handler, not an application")
+    required, accepts_two = _positional_parameters(obj)
+    if required == 0:
+        # Even when it could also take (environ, start_response) as optional
+        # arguments: def create_app(config=None, testing=False) is a factory.
+        return _call_factory(obj, name, config_file, depth)
+    if required <= 2 and accepts_two:
+        return obj
+    raise BootError(
+        f"{name} is neither a WSGI application (environ, start_response) nor a "
+        f"factory without required arguments: {_signature(obj)}"
+    )
+
+
+def _as_wsgi_from_class(obj: type, name: str, config_file: str | None, depth: int) -> WSGIApp:
+    required, _accepts_two = _positional_parameters(obj)
+    if required:
+        raise BootError(
+            f"{name} is a class whose constructor needs arguments {_signature(obj)}; "
+            "name an instance or a factory instead"
+        )
+    try:
+        instance = obj()
+    except Exception as exc:
+        raise BootError(
+            f"{name}() failed: {type(exc).__name__}: {exc}", show_traceback=True
+        ) from exc
+    if isinstance(instance, (morello.Application, morello.Tree)):
+        return instance
+    if is_root_handler(instance) or getattr(obj, "exposed", False):
+        morello.tree.mount(instance, "", config_file)
+        return morello.tree
+    return as_wsgi(instance, f"{name}()", config_file, depth + 1)
+
+
+def _call_factory(factory: Any, name: str, config_file: str | None, depth: int) -> WSGIApp:
+    if depth >= _MAX_FACTORY_DEPTH:
+        raise BootError(f"{name} is a factory returning factories, {depth} levels deep")
+    try:
+        result = factory()
+    except Exception as exc:
+        raise BootError(
+            f"{name}() failed: {type(exc).__name__}: {exc}", show_traceback=True
+        ) from exc
+    return as_wsgi(result, f"{name}()", config_file, depth + 1)
+
+
+def is_root_handler(obj: Any) -> bool:
+    """Whether ``obj`` looks like a root of morello's object-tree dispatcher.
+
+    That is: it is exposed itself, has morello hooks (``_cp_config``,
+    ``_cp_dispatch``), an exposed attribute, or an attribute that is
+    itself such a handler (a root that only holds sub-trees).
+    """
+    if _exposes_something(obj):
+        return True
+    for value in _public_attributes(obj):
+        if not inspect.isclass(value) and not callable(value) and _exposes_something(value):
+            return True
+    return False
+
+
+def _exposes_something(obj: Any) -> bool:
+    if getattr(obj, "exposed", False) is True:
+        return True
+    if hasattr(obj, "_cp_config") or hasattr(obj, "_cp_dispatch"):
+        return True
+    return any(getattr(value, "exposed", False) is True for value in _public_attributes(obj))
+
+
+def _public_attributes(obj: Any) -> list[Any]:
+    if isinstance(obj, (types.ModuleType, type)) or obj is None:
+        return []
+    values = []
+    for attr in dir(obj):
+        if attr.startswith("_"):
+            continue
+        try:
+            values.append(inspect.getattr_static(obj, attr))
+        except AttributeError:
+            continue
+    return values
+
+
+def _positional_parameters(obj: Any) -> tuple[int, bool]:
+    """(required positional parameters, whether two positional arguments are accepted)."""
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return 2, True  # a builtin or extension callable: trust it to be WSGI
+    required = 0
+    accepted = 0
+    for parameter in signature.parameters.values():
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            accepted = 2**31
+        elif parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            accepted += 1
+            if parameter.default is parameter.empty:
+                required += 1
+        elif parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
+            required += 100  # cannot be called positionally at all
+    return required, accepted >= 2
+
+
+def _signature(obj: Any) -> str:
+    """The parameter list, without annotations (which may be unresolved strings)."""
+    try:
+        parameters = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return "(?)"
+    plain = [str(p.replace(annotation=p.empty)) for p in parameters]
+    return f"({', '.join(plain)})"
+
+
+def _is_dotted_name(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+def _kind(obj: Any) -> str:
+    if obj is None:
+        return "None"
+    if isinstance(obj, types.ModuleType):
+        return f"the module {obj.__name__!r}"
+    name = type(obj).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _describe(obj: Any) -> str:
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    return f"{module}:{name}" if module else str(name)
