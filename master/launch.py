@@ -15,7 +15,10 @@ import os
 import sys
 from typing import Any
 
+from morello.sessions.prefork import refuse_ram_sessions
 from setproctitle import setproctitle
+
+import morello
 
 from . import sockets as listen
 from .arbiter import Arbiter
@@ -42,6 +45,7 @@ class Launch:
         self.sockets: list[Any] = []
         self.app: Any = app
         self.pidfile_written = False
+        self.target_workers = lambda: settings.workers
 
     def run(self) -> int:
         settings = self.settings
@@ -54,9 +58,11 @@ class Launch:
         except (OSError, ValueError) as exc:
             logger.error("cannot listen: %s", exc)
             return 1
-        if settings.preload and self.app is None:
+        if settings.preload:
             try:
-                self.app = self.load_app()
+                if self.app is None:
+                    self.app = self.load_app()
+                refuse_ram_sessions(morello.tree, settings.workers)
             except Exception as exc:  # the user's import: anything may fail
                 logger.error("cannot preload %s: %s: %s", settings.app, type(exc).__name__, exc)
                 self.release(handed_over=False)
@@ -71,6 +77,7 @@ class Launch:
         self.write_pidfile()
         setproctitle(f"morello: master [{settings.title_name}]")
         arbiter = Arbiter(settings, self.sockets, self.spawn_worker, control, self.release)
+        self.target_workers = lambda: arbiter.target
         if control is None and settings.control_bind:
             arbiter.open_control = self.open_control
         if self.argv is not None:
@@ -147,6 +154,7 @@ class Launch:
                 sockets=[s.socket for s in self.sockets],
                 channel=worker.channel,
                 threads=settings.threads,
+                workers=self.target_workers(),
                 config_file=settings.config,
                 heartbeat_interval=settings.heartbeat_interval,
                 request_timeout=settings.request_timeout,

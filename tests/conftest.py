@@ -1,1 +1,6 @@
-pytest_plugins = ["morello.testing", "bus_support", "store_servers"]
+pytest_plugins = [
+    "morello.testing",
+    "bus_support",
+    "store_servers",
+    "control_support",
+]

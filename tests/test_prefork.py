@@ -350,3 +350,17 @@ def test_master_settings_come_from_the_config_file(app_dir: Path) -> None:
         # The flag (--workers 1) wins over the file (3).
         assert len(master.worker_pids()) == 1
         assert json.loads(master.control("GET", "/status")[1])["master"]["target_workers"] == 1
+
+
+def test_ram_sessions_with_several_workers_fail_at_startup(app_dir: Path) -> None:
+    (app_dir / "site.conf").write_text("[/]\ntools.sessions.on = True\n")
+    for extra in ([], ["--preload"]):
+        master = MasterProcess(app_dir, "-c", "site.conf", "--max-boot-failures", "1", *extra)
+        assert master.start().wait_exit() != 0
+        log = master.log()
+        assert "RAM sessions cannot be shared by 2 worker processes" in log
+        assert "'file'" in log and "'memcached'" in log and "'redis'" in log
+        master.log_path.unlink()
+    # One worker may keep its sessions in RAM.
+    with running_master(app_dir, "-c", "site.conf", workers=1) as master:
+        assert "Set-Cookie" in requests.get(master.url, timeout=10).headers

@@ -43,6 +43,8 @@ class WorkerOptions:
     master_pid: int
     #: Request threads per socket.
     threads: int = 10
+    #: How many workers the master runs (RAM sessions are refused when above one).
+    workers: int = 1
     #: A CherryPy-format config file: its ``[global]`` section is applied, and it
     #: is the application config when the worker mounts a root handler itself.
     config_file: str | None = None

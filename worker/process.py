@@ -29,6 +29,7 @@ import traceback
 from typing import Any, NoReturn
 
 from morello.master.channel import WorkerChannel
+from morello.sessions.prefork import refuse_ram_sessions
 
 import morello
 
@@ -151,6 +152,10 @@ class Worker:
                     f"bad config file {options.config_file!r}: {type(exc).__name__}: {exc}"
                 ) from exc
         app = load_app(options.app, options.config_file)
+        try:
+            refuse_ram_sessions(morello.tree, options.workers)
+        except ValueError as exc:
+            raise BootError(str(exc)) from None
         self.servers = build_servers(options, StatsMiddleware(app, self.stats), self._log)
         prepare_engine()
         try:

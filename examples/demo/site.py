@@ -1,12 +1,18 @@
-"""A small demo site: pages, a form, a JSON endpoint, static files and errors.
+"""A small demo site: pages, a form, a JSON endpoint, static files and sessions.
 
 Run it with ``./dev demo`` (or ``python examples/demo/site.py``) and open
-http://127.0.0.1:8080/.
+http://127.0.0.1:8080/: two prefork worker processes share file sessions,
+so your guestbook entries and visit count follow you whichever worker
+answers (each page shows its pid). ``WORKERS=1`` runs a single process.
+With the ``morello`` command instead::
+
+    cd examples/demo && morello serve site:application --workers 2
 """
 
 import html
 import json
 import os
+import tempfile
 
 import morello
 
@@ -25,14 +31,12 @@ def page(title, body):
 
 
 class Guestbook:
-    """A form that posts back to itself; entries live in memory."""
-
-    def __init__(self):
-        self.entries = []
+    """A form that posts back to itself; entries live in the visitor's session."""
 
     @morello.expose
     def index(self):
-        items = "".join(f"<li>{html.escape(e)}</li>" for e in self.entries)
+        entries = morello.session.get("entries", [])
+        items = "".join(f"<li>{html.escape(e)}</li>" for e in entries)
         form = (
             '<form method="post" action="sign">'
             '<input name="message" maxlength="200" required> <button>Sign</button></form>'
@@ -46,7 +50,7 @@ class Guestbook:
         message = message.strip()
         if not message:
             raise morello.HTTPError(400, "Please write a message.")
-        self.entries.append(message[:200])
+        morello.session["entries"] = morello.session.get("entries", []) + [message[:200]]
         raise morello.HTTPRedirect("./")
 
 
@@ -71,43 +75,56 @@ class Site:
 
     @morello.expose
     def index(self):
-        return page("morello demo", "<p>A CherryPy-style app served by morello.</p>")
+        visits = morello.session["visits"] = morello.session.get("visits", 0) + 1
+        return page(
+            "morello demo",
+            "<p>A CherryPy-style app served by morello.</p>"
+            f"<p>Visit {visits} in this session, answered by process {os.getpid()}.</p>",
+        )
 
     @morello.expose
     def about(self):
-        return page("About", "<p>Pages, a form, a JSON API and static files.</p>")
+        return page("About", "<p>Pages, a form, a JSON API, sessions and static files.</p>")
 
     @morello.expose
     def hello(self, name="world"):
         return page("Hello", f"<p>Hello, {html.escape(name)}!</p>")
 
-    @morello.expose
-    def static(self, *parts):
-        # Static files come with the toolbox (staticdir); until then a tiny,
-        # path-safe handler keeps the demo self-contained.
-        name = "/".join(parts)
-        path = os.path.realpath(os.path.join(HERE, "static", name))
-        if not path.startswith(os.path.join(HERE, "static") + os.sep) or not os.path.isfile(path):
-            raise morello.NotFound()
-        types = {".css": "text/css", ".txt": "text/plain"}
-        morello.response.headers["Content-Type"] = types.get(
-            os.path.splitext(path)[1], "application/octet-stream"
-        )
-        with open(path, "rb") as f:
-            return f.read()
 
-
-def config(port=8080):
+def config(port=8080, workers=2):
     return {
         "global": {
             "server.socket_host": "127.0.0.1",
             "server.socket_port": port,
             "environment": "production",
             "log.screen": True,
+            "master.workers": workers,
+        },
+        "/": {
+            "tools.sessions.on": True,
+            "tools.sessions.storage_type": "file",
+            "tools.sessions.storage_path": os.path.join(
+                tempfile.gettempdir(), "morello-demo-sessions"
+            ),
+        },
+        "/static": {
+            "tools.sessions.on": False,
+            "tools.staticdir.on": True,
+            "tools.staticdir.dir": os.path.join(HERE, "static"),
         },
     }
 
 
+def application():
+    """The site mounted on ``morello.tree``: for ``morello serve site:application``."""
+    settings = config()
+    os.makedirs(settings["/"]["tools.sessions.storage_path"], exist_ok=True)
+    morello.tree.mount(Site(), "", settings)
+    return morello.tree
+
+
 if __name__ == "__main__":
     port = int(os.environ.get("PORT", "8080"))
-    morello.quickstart(Site(), "", config(port))
+    settings = config(port, int(os.environ.get("WORKERS", "2")))
+    os.makedirs(settings["/"]["tools.sessions.storage_path"], exist_ok=True)
+    morello.quickstart(Site(), "", settings)
