@@ -23,9 +23,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = {
@@ -71,36 +73,89 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-def load_with_wrk(port: int, seconds: float, connections: int) -> float:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            f"http://127.0.0.1:{port}/",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 30,
-    ).stdout
+# One wrk thread per connection, each sending the cookie setup() gave it.
+_COOKIES_LUA = """
+local cookies = {%s}
+local next_cookie = 0
+function setup(thread)
+    next_cookie = next_cookie + 1
+    thread:set("cookie", cookies[next_cookie])
+end
+function request()
+    return wrk.format("GET", "/", {Cookie = cookie})
+end
+"""
+
+
+@contextmanager
+def _wrk_options(connections: int, cookies: list[str] | None) -> Iterator[list[str]]:
+    """wrk's thread and script options: one thread, or one per connection with its cookie."""
+    if cookies is None:
+        yield ["-t1"]
+        return
+    assert len(cookies) == connections, "one cookie per connection"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(_COOKIES_LUA % ", ".join(f'"{cookie}"' for cookie in cookies))
+        script.flush()
+        yield [f"-t{connections}", "-s", script.name]
+
+
+def run_wrk(
+    port: int,
+    seconds: float,
+    connections: int,
+    cookies: list[str] | None = None,
+    latency: bool = False,
+) -> str:
+    """``wrk``'s report on ``/`` (with its latency percentiles if ``latency``);
+    ``cookies``: one ``Cookie`` per connection. Failed responses raise RuntimeError."""
+    with _wrk_options(connections, cookies) as options:
+        out = subprocess.run(
+            [
+                "wrk",
+                *options,
+                *(["--latency"] if latency else []),
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                f"http://127.0.0.1:{port}/",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 30,
+        ).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"{errors.group(1)} failed responses:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return out
 
 
-def load_with_threads(port: int, seconds: float, connections: int) -> float:
+def wrk_rate(report: str) -> float:
+    """Requests per second in a ``wrk`` report."""
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
+
+
+def load_with_wrk(
+    port: int, seconds: float, connections: int, cookies: list[str] | None = None
+) -> float:
+    """Requests per second of ``wrk`` on ``/``; ``cookies``: one ``Cookie`` per connection."""
+    return wrk_rate(run_wrk(port, seconds, connections, cookies))
+
+
+def load_with_threads(
+    port: int, seconds: float, connections: int, cookies: list[str] | None = None
+) -> float:
+    """Requests per second of keep-alive client threads; ``cookies``: one per connection."""
     count = [0] * connections
     failures: list[str] = []
     deadline = time.monotonic() + seconds
 
     def client(slot: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"Cookie": cookies[slot]} if cookies else {}
         try:
             while time.monotonic() < deadline:
-                conn.request("GET", "/")
+                conn.request("GET", "/", headers=headers)
                 response = conn.getresponse()
                 response.read()
                 if response.status != 200:
@@ -133,13 +188,18 @@ def parse_args(
     return parser.parse_args()
 
 
-def compare(
-    servers: dict[str, str],
+def best_rates(
+    servers: dict[str, tuple[str, ...]],
     args: argparse.Namespace,
-    script_args: tuple[str, ...] = (),
+    cookies: Callable[[int, int], list[str]] | None = None,
     response_bytes: int = 0,
-) -> None:
-    """Load each server in alternating rounds; print req/s and the morello/cheroot ratio."""
+) -> dict[str, float]:
+    """Load each server in alternating rounds, printing each round; the best req/s of each.
+
+    ``servers`` maps a name to the server script and its arguments (after
+    the port). ``cookies(port, connections)``, when given, returns one
+    ``Cookie`` header value per connection for a server just started.
+    """
     load = load_with_wrk if shutil.which("wrk") else load_with_threads
     print(
         f"client: {'wrk' if load is load_with_wrk else 'python threads'}, "
@@ -148,16 +208,29 @@ def compare(
     )
     best = {name: 0.0 for name in servers}
     for round_no in range(1, args.rounds + 1):
-        for name, script in servers.items():
+        for name, (script, *script_args) in servers.items():
             proc, port = start(script, *script_args)
             try:
-                load(port, 1, args.connections)  # warm-up
-                rps = load(port, args.seconds, args.connections)
+                sent = cookies(port, args.connections) if cookies else None
+                load(port, 1, args.connections, sent)  # warm-up
+                rps = load(port, args.seconds, args.connections, sent)
             finally:
                 stop(proc)
             best[name] = max(best[name], rps)
             throughput = f" {rps * response_bytes / 2**20:8.0f} MiB/s" if response_bytes else ""
-            print(f"round {round_no}: {name:8s} {rps:9.0f} req/s{throughput}", flush=True)
+            print(f"round {round_no}: {name:9s} {rps:9.0f} req/s{throughput}", flush=True)
+    return best
+
+
+def compare(
+    servers: dict[str, str],
+    args: argparse.Namespace,
+    script_args: tuple[str, ...] = (),
+    response_bytes: int = 0,
+) -> None:
+    """Load each server in alternating rounds; print req/s and the morello/cheroot ratio."""
+    commands = {name: (script, *script_args) for name, script in servers.items()}
+    best = best_rates(commands, args, response_bytes=response_bytes)
     ratio = best["morello"] / best["cheroot"]
     print(f"best: cheroot {best['cheroot']:.0f} req/s, morello {best['morello']:.0f} req/s")
     print(f"ratio morello/cheroot = {ratio:.2f}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 # Namespaces that have handlers at some level; anything else is a typo.
@@ -42,6 +43,42 @@ def _compatible(value: Any, wanted: type) -> bool:
     return wanted is str and isinstance(value, os.PathLike)  # file names
 
 
+def _effective_sections(app: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each config section of ``app`` with the config requests there see.
+
+    That is the global config, the root's ``_cp_config``, then the sections
+    down to this one (``_cp_config`` of deeper handlers is not seen here).
+    """
+    from morello import config as global_config
+
+    config = getattr(app, "config", None)
+    if not isinstance(config, dict):
+        return
+    root = getattr(app, "root", None)
+    merged = {"": {**global_config, **getattr(root, "_cp_config", {})}}
+    # "/" always: the global config alone may switch a tool on. A section
+    # sorts after the sections enclosing it.
+    for section in sorted({"/", *(s for s in config if s.startswith("/"))}):
+        parent = section
+        while parent not in merged:  # '/a/b' -> '/a' -> '/' -> ''
+            parent = "" if parent == "/" else parent[: parent.rfind("/")] or "/"
+        values = config.get(section)
+        values = values if isinstance(values, dict) else {}
+        merged[section] = {**merged[parent], **values}
+        yield section, merged[section]
+
+
+def _tool_settings(config: dict[str, Any], namespace: str) -> dict[str, dict[str, Any]]:
+    """``{tool: {arg: value}}`` from the ``<namespace>.<tool>.<arg>`` keys of ``config``."""
+    tools: dict[str, dict[str, Any]] = {}
+    for key, value in config.items():
+        prefix, _, rest = key.partition(".")
+        name, dot, arg = rest.partition(".")
+        if prefix == namespace and dot:
+            tools.setdefault(name, {})[arg] = value
+    return tools
+
+
 class Checker:
     """Warn (``warnings.warn``) about suspicious global and application config.
 
@@ -56,6 +93,7 @@ class Checker:
         self.expected_types = _expected_types()
 
     def __call__(self) -> None:
+        self.check_tools()  # errors, not warnings: they run even when the checker is off
         if not self.on:
             return
         from morello import config as global_config
@@ -70,6 +108,31 @@ class Checker:
                 for section, values in config.items():
                     if isinstance(values, dict):
                         self.check_types(section, values, expected)
+
+    def check_tools(self) -> None:
+        """Let tools reject their settings at startup (they raise ValueError).
+
+        A tool with a ``check_config(settings)`` method (``tools.sessions``)
+        gets its settings, wherever it is on, as requests see them in each
+        config section of each mounted application.
+        """
+        from morello import tree
+
+        for script_name, app in tree.apps.items():
+            toolboxes = getattr(app, "toolboxes", {})
+            for section, config in _effective_sections(app):
+                for namespace, toolbox in toolboxes.items():
+                    for name, settings in _tool_settings(config, namespace).items():
+                        check = getattr(getattr(toolbox, name, None), "check_config", None)
+                        if check is None or not settings.get("on"):
+                            continue
+                        try:
+                            check(settings)
+                        except ValueError as exc:
+                            raise ValueError(
+                                f"{exc} (config section {section!r} of the application "
+                                f"at {script_name!r})"
+                            ) from exc
 
     def check_types(self, section: str, values: Any, expected: dict[str, type]) -> None:
         """Warn about values whose type differs from the setting's default."""

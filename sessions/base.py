@@ -5,6 +5,8 @@ Storage API (what a store subclass implements)
 All records are bytes made by :class:`~morello.sessions.codec.Codec`, so a
 store never sees Python objects and never (de)serializes by itself.
 
+``setup(**options)`` (classmethod)
+    Check the store options at startup; raise ValueError naming a bad one.
 ``_exists() -> bool``
     Whether a live record exists for ``self.id``.
 ``_load() -> tuple[bytes, float] | None``
@@ -14,6 +16,8 @@ store never sees Python objects and never (de)serializes by itself.
 ``_touch(expiration_time: float)``
     Push the expiry back without rewriting the data (defaults to nothing,
     so stores that cannot do it simply expire from the last write).
+``_apply(changed, deleted, created, expiration_time) -> bool``
+    Only for ``locking='optimistic'``: see below.
 ``_delete()``
     Remove the record (and whatever lock belongs to it).
 ``acquire_lock()`` / ``release_lock()``
@@ -27,23 +31,27 @@ store never sees Python objects and never (de)serializes by itself.
 Stores raise :attr:`Session.store_errors` when the backend is down; the base
 turns those into :class:`SessionUnavailable` (503, logged).
 
-Optimistic locking (design for the Redis and memcached stores)
---------------------------------------------------------------
+Optimistic locking
+------------------
 With ``locking='optimistic'`` no lock is held during the handler. At save,
 :meth:`Session.changes` gives ``(changed, deleted)``: the encoded values of
 the keys this request set or mutated, and the keys it removed, relative to
-what it loaded. A store supporting it implements
-``_apply(changed, deleted, created, expiration_time) -> bool`` which, with a
-version check (Redis Lua / WATCH, memcached ``gets``/``cas``, the file lock
-held only around read-merge-write), merges just those keys into the current
-record; returning False means "conflict, reload and retry". Requests that
-change different keys therefore never lose each other's writes; when two
-change the same key the last one to save wins.
+what it loaded. The store's ``_apply(changed, deleted, created,
+expiration_time)`` reads the current record, builds the new one with
+:meth:`Session._merged_record` and writes it only if nobody wrote in between
+(Redis: a compare-and-set script; memcached: ``gets``/``cas``, ``add`` for a
+new record; file and RAM: the session lock, taken only around
+read-merge-write). It returns False on a conflict, and :meth:`Session.save`
+calls it again (a bounded number of times, within ``lock_timeout``) so the
+changes are merged into the newer record. Requests that change different
+keys therefore never lose each other's writes; when two change the same key
+the last one to save wins.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import re
 import secrets
 import threading
@@ -63,6 +71,12 @@ _ID_FORMAT = re.compile(r"[0-9a-f]{40}")
 _UNSET = object()
 # Seconds between two log lines about the same failing store class.
 _FAILURE_LOG_INTERVAL = 10.0
+#: The values of ``tools.sessions.locking``.
+LOCKING_MODES = ("implicit", "early", "explicit", "optimistic")
+# An optimistic save that lost this many races in a row gives up (503): each
+# lost race means another request's save went through, so only a session
+# written far faster than it can be saved gets there.
+MAX_MERGE_ATTEMPTS = 50
 
 
 def valid_id(session_id: Any) -> bool:
@@ -154,12 +168,15 @@ class Session:
 
     @classmethod
     def setup(cls, **kwargs: Any) -> None:
-        """Prepare class-wide resources (a client pool...) for the store options ``kwargs``.
+        """Check the store options ``kwargs``, raising ValueError for a bad one.
 
-        The session tool calls it once per distinct configuration. Options
-        are also given to every instance, so nothing is set on the class
-        here: one application's settings never leak into another's.
+        The session tool calls it once per distinct configuration, at
+        startup and before the first request using it. Options are also
+        given to every instance, so nothing is set on the class here: one
+        application's settings never leak into another's. Subclasses call
+        ``super().setup(**kwargs)``.
         """
+        Codec(kwargs.get("serializer", cls.serializer), kwargs.get("secret", cls.secret))
 
     def generate_id(self) -> str:
         """A fresh random id."""
@@ -224,13 +241,19 @@ class Session:
         return changed, set(self._snapshot) - set(encoded)
 
     def save(self) -> None:
-        """Write the data if it changed (else refresh the expiry), then release the lock."""
+        """Write the data if it changed (else refresh the expiry), then release the lock.
+
+        With ``locking='optimistic'`` only the changed and deleted keys are
+        written, merged into the record as it is now (see the module doc).
+        """
         try:
             if not self.loaded:
                 return
             changed, deleted = self.changes()
             expiration_time = self._expiration_time()
-            if changed or deleted:
+            if (changed or deleted) and self.locking == "optimistic":
+                self._save_changes(changed, deleted, expiration_time)
+            elif changed or deleted:  # the lock modes rewrite the whole record
                 values = self.codec.encode_values(self._data)
                 if values or self._stored:
                     record = self.codec.pack(self._created, values)
@@ -241,6 +264,60 @@ class Session:
         finally:
             if self.locked:
                 self.release_lock()
+
+    def _save_changes(
+        self, changed: dict[str, str], deleted: set[str], expiration_time: float
+    ) -> None:
+        """Merge the changes into the stored record, again after each conflict (bounded)."""
+        self._retry(
+            lambda: self._apply(changed, deleted, self._created, expiration_time),
+            self._merge_gave_up,
+            MAX_MERGE_ATTEMPTS,
+        )
+        self._stored = True
+        self._snapshot.update(changed)
+        for key in deleted:
+            self._snapshot.pop(key, None)
+
+    def _merge_gave_up(self) -> SessionUnavailable:
+        logger.error(
+            "session %s: changes not saved: other requests kept writing it "
+            "(locking='optimistic'; gave up after %s attempts or lock_timeout=%ss)",
+            self.id,
+            MAX_MERGE_ATTEMPTS,
+            self.lock_timeout,
+        )
+        return SessionUnavailable(
+            "The session is changed by too many requests at once; your changes were "
+            "not saved. Please try again."
+        )
+
+    def _merged_record(
+        self,
+        current: tuple[bytes, float] | None,
+        changed: dict[str, str],
+        deleted: set[str],
+        created: float,
+    ) -> bytes:
+        """The record ``_apply`` writes: ``current`` (as ``_load`` gives it) with the changes.
+
+        A missing, expired or unreadable current record counts as empty, and
+        the new record then dates from ``created``.
+        """
+        values: dict[str, str] = {}
+        if current is not None:
+            record, expiration_time = current
+            try:
+                stored_created, stored_values = self.codec.unpack(record)
+            except TamperedRecord:
+                stored_created, stored_values = created, {}
+            now = time.time()
+            if expiration_time >= now and not self._past_lifetime(stored_created, now):
+                values, created = stored_values, stored_created
+        values.update(changed)
+        for key in deleted:
+            values.pop(key, None)
+        return self.codec.pack(created, values)
 
     def _expiration_time(self) -> float:
         expiration_time = time.time() + self.timeout * 60
@@ -296,20 +373,36 @@ class Session:
     def wait_for_lock(self, try_lock: Callable[[], Any]) -> Any:
         """Call ``try_lock`` until it gives something other than None or False.
 
-        Waits with a growing pause (1 ms to 50 ms) and raises
-        :meth:`lock_timed_out` (503) after ``lock_timeout`` seconds; store
-        errors become 503 through :meth:`_call_store`. Stores use this in
-        ``acquire_lock`` so every store waits the same way.
+        Raises :meth:`lock_timed_out` (503) after ``lock_timeout`` seconds;
+        store errors become 503 through :meth:`_call_store`. Stores use this
+        in ``acquire_lock`` so every store waits the same way.
+        """
+        return self._retry(try_lock, self.lock_timed_out)
+
+    def _retry(
+        self,
+        attempt: Callable[[], Any],
+        give_up: Callable[[], SessionUnavailable],
+        max_attempts: int | None = None,
+    ) -> Any:
+        """Call ``attempt`` until it gives something other than None or False.
+
+        Pauses grow from 1 ms to 50 ms, each shortened by a random part of
+        up to a half so that competing workers do not retry in step; after
+        ``lock_timeout`` seconds or ``max_attempts`` calls, raise ``give_up()``.
         """
         deadline = time.monotonic() + self.lock_timeout
         pause = 0.001
+        attempts = 0
         while True:
-            result = self._call_store(try_lock)
+            result = self._call_store(attempt)
             if result is not None and result is not False:
                 return result
-            if time.monotonic() >= deadline:
-                raise self.lock_timed_out()
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            attempts += 1
+            left = deadline - time.monotonic()
+            if left <= 0 or attempts == max_attempts:
+                raise give_up()
+            time.sleep(min(pause * random.uniform(0.5, 1.0), left))
             pause = min(pause * 2, 0.05)
 
     def lock_timed_out(self) -> LockTimeout:
@@ -349,6 +442,12 @@ class Session:
 
     def _touch(self, expiration_time: float) -> None:
         """Refresh the expiry only; stores that cannot may leave this as is."""
+
+    def _apply(
+        self, changed: dict[str, str], deleted: set[str], created: float, expiration_time: float
+    ) -> bool:
+        """Merge the changes into the current record unless it changed meanwhile (optimistic)."""
+        raise NotImplementedError
 
     def _delete(self) -> None:
         raise NotImplementedError

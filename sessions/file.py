@@ -23,6 +23,10 @@ LOCK_SUFFIX = ".lock"
 TEMP_PREFIX = ".tmp-"
 # Marks the last clean-up, and is locked while one runs, so one worker cleans.
 CLEAN_UP_MARK = ".clean-up"
+_NO_STORAGE_PATH = (
+    "tools.sessions.storage_type 'file' needs tools.sessions.storage_path "
+    "(the directory holding the session files)"
+)
 # Temporary files older than this were left by a crash.
 _STALE_TEMP_SECONDS = 3600
 
@@ -70,10 +74,27 @@ class FileSession(Session):
     def __init__(self, id: str | None = None, **kwargs: Any) -> None:
         storage_path = kwargs.get("storage_path", self.storage_path)
         if not storage_path:
-            raise ValueError("FileSession needs tools.sessions.storage_path")
+            raise ValueError(_NO_STORAGE_PATH)
         os.makedirs(storage_path, mode=0o700, exist_ok=True)
         self._lock_fd: int | None = None
         super().__init__(id, **kwargs)
+
+    @classmethod
+    def setup(cls, **kwargs: Any) -> None:
+        """Check that ``storage_path`` is given and usable (it is made if missing)."""
+        super().setup(**kwargs)
+        storage_path = kwargs.get("storage_path", cls.storage_path)
+        if not storage_path:
+            raise ValueError(_NO_STORAGE_PATH)
+        try:
+            os.makedirs(storage_path, mode=0o700, exist_ok=True)
+            if not os.access(storage_path, os.R_OK | os.W_OK | os.X_OK):
+                raise PermissionError("not readable and writable by this process")
+        except OSError as exc:
+            raise ValueError(
+                f"tools.sessions.storage_path {str(storage_path)!r} cannot be used: "
+                f"{exc.strerror or exc}"
+            ) from exc
 
     def _data_path(self, session_id: str | None = None) -> str:
         # Ids are format-checked before we get here: no path injection.
@@ -117,6 +138,28 @@ class FileSession(Session):
             os.unlink(self._data_path())
         except FileNotFoundError:
             pass
+
+    def _apply(
+        self, changed: dict[str, str], deleted: set[str], created: float, expiration_time: float
+    ) -> bool:
+        """Read, merge and write under the session lock, held only that long.
+
+        A busy lock is a conflict: the caller retries with a pause. After an
+        explicit ``acquire_lock`` the lock is already ours.
+        """
+        lock_path = self._data_path() + LOCK_SUFFIX
+        fd = None
+        if not self.locked:
+            fd = _try_lock(lock_path)
+            if fd is None:
+                return False
+        try:
+            record = self._merged_record(self._load(), changed, deleted, created)
+            self._save(record, expiration_time)
+        finally:
+            if fd is not None:
+                _unlock(fd, lock_path)
+        return True
 
     def acquire_lock(self) -> None:
         if self.locked:  # already ours (e.g. locking="early" plus an explicit call)

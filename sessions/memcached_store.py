@@ -29,6 +29,7 @@ from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheError
 
 from .base import Session
+from .hosts import split_host_port
 
 # memcached reads a TTL above 30 days as an absolute epoch time.
 _MAX_RELATIVE_TTL = 30 * 24 * 3600
@@ -42,21 +43,18 @@ def normalize_servers(servers: Any) -> tuple[tuple[str, int], ...]:
     """``(host, port)`` pairs from CherryPy's ``'host:port'`` strings or tuples.
 
     A single string or pair is accepted as one server; ``'[::1]:11211'``
-    spells an IPv6 address, and the port defaults to 11211.
+    spells an IPv6 address, and the port defaults to 11211. A malformed
+    entry is a ValueError naming it.
     """
     if isinstance(servers, str) or (isinstance(servers, tuple) and isinstance(servers[-1], int)):
         servers = [servers]
     result = []
     for server in servers:
         if isinstance(server, str):
-            if server.startswith("["):
-                host, _, port = server[1:].partition("]")
-                port = port.lstrip(":")
-            elif server.count(":") == 1:
-                host, port = server.split(":")
-            else:  # a bare host name or IPv6 address
-                host, port = server, ""
-            server = (host, int(port or 11211))
+            try:
+                server = split_host_port(server, 11211)
+            except ValueError as exc:
+                raise ValueError(f"tools.sessions.servers: {exc}") from None
         host, port = server
         result.append((str(host), int(port)))
     if not result:
@@ -130,6 +128,7 @@ class MemcachedSession(Session):
     @classmethod
     def setup(cls, **kwargs: Any) -> None:
         """Check ``servers`` and ``prefix`` at startup; clients are made lazily per process."""
+        super().setup(**kwargs)
         normalize_servers(kwargs.get("servers", cls.servers))
         _check_prefix(kwargs.get("prefix", cls.prefix))
 
@@ -167,6 +166,24 @@ class MemcachedSession(Session):
 
     def _touch(self, expiration_time: float) -> None:
         self._client().touch(self._key(), expire=_ttl(expiration_time))
+
+    def _apply(
+        self, changed: dict[str, str], deleted: set[str], created: float, expiration_time: float
+    ) -> bool:
+        """Merge into the record read by ``gets``; write it with ``cas`` (``add`` if new).
+
+        Both fail, and we return False, if another client wrote (or created,
+        or deleted) the record since we read it.
+        """
+        client, key = self._client(), self._key()
+        record, cas = client.gets(key)
+        current = None if record is None else (record, math.inf)
+        merged = self._merged_record(current, changed, deleted, created)
+        expire = _ttl(expiration_time)
+        if record is None:
+            return bool(client.add(key, merged, expire=expire))
+        # cas gives False when the item changed and None when it is gone.
+        return bool(client.cas(key, merged, cas, expire=expire))
 
     def _delete(self) -> None:
         """Delete the record; the lock goes with :meth:`release_lock` (or its expiry)."""

@@ -37,19 +37,44 @@ class RamSession(Session):
     def _delete(self) -> None:
         self.cache.pop(self.id, None)  # type: ignore[arg-type]
 
-    def acquire_lock(self) -> None:
-        if self.locked:  # already ours (e.g. locking="early" plus an explicit call)
-            return
-        deadline = time.monotonic() + self.lock_timeout
+    def _apply(
+        self, changed: dict[str, str], deleted: set[str], created: float, expiration_time: float
+    ) -> bool:
+        """Merge under the session lock (already ours after an explicit ``acquire_lock``).
+
+        A busy lock is a conflict: the caller retries with a pause.
+        """
+        lock = None
+        if not self.locked:
+            lock = self._take_lock(0)
+            if lock is None:
+                return False
+        try:
+            record = self._merged_record(self._load(), changed, deleted, created)
+            self._save(record, expiration_time)
+        finally:
+            if lock is not None:
+                lock.release()
+        return True
+
+    def _take_lock(self, timeout: float) -> threading.Lock | None:
+        """This id's lock, acquired within ``timeout`` seconds (0: no wait), or None."""
+        deadline = time.monotonic() + timeout
         while True:
             lock = self.locks.setdefault(self.id, threading.Lock())  # type: ignore[arg-type]
             if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                raise self.lock_timed_out()
-            # clean_up may have dropped this lock while we waited on it.
+                return None
+            # clean_up or a release may have dropped this lock while we waited on it.
             if self.locks.get(self.id) is lock:  # type: ignore[arg-type]
-                self.locked = True
-                return
+                return lock
             lock.release()
+
+    def acquire_lock(self) -> None:
+        if self.locked:  # already ours (e.g. locking="early" plus an explicit call)
+            return
+        if self._take_lock(self.lock_timeout) is None:
+            raise self.lock_timed_out()
+        self.locked = True
 
     def release_lock(self) -> None:
         lock = self.locks[self.id]  # type: ignore[index]

@@ -3,7 +3,8 @@
 Layout: ``<prefix><id>`` holds the record, and its Redis TTL *is* the
 expiry (so Redis removes expired sessions and :meth:`clean_up` has nothing
 to do). ``<prefix><id>:lock`` is the lock: ``SET NX PX`` with a random owner
-token, removed by a Lua script only by the owner that still holds it.
+token, removed by a Lua script only by the owner that still holds it. Every
+command names one key, so the same code runs against a Redis Cluster.
 
 Clients are made lazily and per process: a forked worker never uses a
 socket its parent opened.
@@ -11,17 +12,24 @@ socket its parent opened.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.exceptions import ClusterError, RedisClusterException
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from .base import ID_BYTES, Session
+from .hosts import split_host_port
 
 logger = logging.getLogger("morello.sessions")
 
@@ -33,15 +41,118 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Write the merged record (ARGV[2]) only if the stored one still has the SHA-1
+# we merged into (ARGV[1]; empty: there was none), so no write is lost.
+_COMPARE_AND_SET = """
+local current = redis.call('GET', KEYS[1])
+local digest = current and redis.sha1hex(current) or ''
+if digest ~= ARGV[1] then
+    return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
 _SCAN_BATCH = 1000
 _GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
+SENTINEL_PORT = 26379
+_SENTINEL_QUERY = ("sentinel_username", "sentinel_password")
+_URL_FORMS = (
+    "redis://, rediss://, unix://, "
+    "redis+sentinel://[user:password@]host[:port][,host[:port]...]/service_name[/db] "
+    "or redis+cluster://[user:password@]host[:port]"
+)
+Client = redis.Redis | RedisCluster
+ClientFactory = Callable[..., Client]
+
+
+def client_factory(url: str) -> ClientFactory:
+    """Check ``url`` and return what makes its client from connection options.
+
+    Raises ValueError saying what is wrong with ``url``. Accepted forms:
+
+    * ``redis://``, ``rediss://``, ``unix://``: one server (``redis.Redis.from_url``);
+    * ``redis+sentinel://[user:password@]host[:port][,host[:port]...]/service[/db]``:
+      the master of ``service`` as the sentinels at those addresses (port
+      26379 by default) report it, followed across failovers; ``user`` and
+      ``password`` are the master's, ``?sentinel_username=&sentinel_password=``
+      the sentinels' own;
+    * ``redis+cluster://`` or ``rediss+cluster://[user:password@]host[:port]``: a Redis
+      Cluster found from that node (``redis.cluster.RedisCluster.from_url``).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"Redis url {url!r} has no scheme; use {_URL_FORMS}")
+    if scheme == "redis+sentinel":
+        return _sentinel_factory(url)
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        plain = scheme.partition("+")[0] + "://" + rest
+        if "," in _split(url, plain).netloc:
+            raise ValueError(f"Redis url {url!r}: name one cluster node (the rest are found)")
+        if _parse_plain(url, plain).get("db", 0) != 0:
+            raise ValueError(f"Redis url {url!r}: a Redis Cluster has only database 0")
+        return lambda **options: RedisCluster.from_url(plain, **options)
+    _parse_plain(url, url)
+    return lambda **options: redis.Redis.from_url(url, **options)
+
+
+def _parse_plain(url: str, plain: str) -> dict[str, Any]:
+    """redis-py's reading of a ``redis://``-style ``plain`` url, with errors naming ``url``."""
+    try:
+        return redis.connection.parse_url(plain)
+    except ValueError as exc:
+        raise ValueError(f"Redis url {url!r}: {exc}; use {_URL_FORMS}") from None
+
+
+def _split(url: str, plain: str) -> SplitResult:
+    """``urlsplit(plain)``, with errors naming ``url``."""
+    try:
+        return urlsplit(plain)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise ValueError(f"Redis url {url!r}: {exc}") from None
+
+
+def _sentinel_factory(url: str) -> ClientFactory:
+    parts = _split(url, url)
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = credentials.partition(":")
+    try:
+        sentinels = [split_host_port(host, SENTINEL_PORT) for host in hosts.split(",")]
+    except ValueError as exc:
+        raise ValueError(f"Redis Sentinel url {url!r}: {exc}") from None
+    service, _, db = parts.path.strip("/").partition("/")
+    if not service or not (db or "0").isdigit():
+        raise ValueError(
+            f"Redis Sentinel url {url!r}: the path must be /service_name or /service_name/db"
+        )
+    query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+    unknown = set(query) - set(_SENTINEL_QUERY)
+    if unknown:
+        raise ValueError(
+            f"Redis Sentinel url {url!r}: unknown parameter(s) {sorted(unknown)}; "
+            f"allowed: {list(_SENTINEL_QUERY)}"
+        )
+    master: dict[str, Any] = {"db": int(db or 0)}
+    if username:
+        master["username"] = unquote(username)
+    if password:
+        master["password"] = unquote(password)
+    own = {name.removeprefix("sentinel_"): value for name, value in query.items()}
+
+    def make(**options: Any) -> Client:
+        # The sentinels get the timeouts and their own credentials, not the master's.
+        sentinel = Sentinel(sentinels, sentinel_kwargs={**options, **own}, **options)
+        return sentinel.master_for(service, **master)
+
+    return make
+
+
 # (url, socket_connect_timeout, socket_timeout) -> client, for the process _pid only.
-_clients: dict[tuple[str, float, float], redis.Redis] = {}
+_clients: dict[tuple[str, float, float], Client] = {}
 _pid = os.getpid()
 
 
-def client_for(url: str, socket_connect_timeout: float, socket_timeout: float) -> redis.Redis:
+def client_for(url: str, socket_connect_timeout: float, socket_timeout: float) -> Client:
     """This process's client (and connection pool) for these options, made on first use."""
     global _clients, _pid
     if _pid != os.getpid():
@@ -51,8 +162,7 @@ def client_for(url: str, socket_connect_timeout: float, socket_timeout: float) -
     key = (url, socket_connect_timeout, socket_timeout)
     client = _clients.get(key)
     if client is None:
-        client = redis.Redis.from_url(
-            url,
+        client = client_factory(url)(
             socket_connect_timeout=socket_connect_timeout,
             socket_timeout=socket_timeout,
             # One immediate retry on a fresh connection covers pooled sockets
@@ -64,7 +174,10 @@ def client_for(url: str, socket_connect_timeout: float, socket_timeout: float) -
 
 
 class RedisSession(Session):
-    """Sessions in Redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+    """Sessions in Redis at ``url``: one server, a Sentinel-managed master or a Cluster.
+
+    ``url`` is ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``
+    or ``redis+cluster://`` (see :func:`client_factory`).
 
     Options: ``prefix`` for the keys, ``socket_connect_timeout`` and
     ``socket_timeout`` in seconds (short, so a dead store does not pin
@@ -77,7 +190,13 @@ class RedisSession(Session):
     socket_connect_timeout = 1.0
     socket_timeout = 1.0
     lock_expiry = 60.0
-    store_errors = (OSError, redis.ConnectionError, redis.TimeoutError)
+    store_errors = (
+        OSError,
+        redis.ConnectionError,  # with Sentinel's MasterNotFoundError
+        redis.TimeoutError,
+        ClusterError,  # CLUSTERDOWN...
+        RedisClusterException,  # no cluster node reachable
+    )
 
     def __init__(self, id: str | None = None, **kwargs: Any) -> None:
         self._lock_token: str | None = None
@@ -86,10 +205,11 @@ class RedisSession(Session):
     @classmethod
     def setup(cls, **kwargs: Any) -> None:
         """Check the ``url`` early; connections are only made on first use, per process."""
-        redis.connection.parse_url(kwargs.get("url", cls.url))
+        super().setup(**kwargs)
+        client_factory(kwargs.get("url", cls.url))
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> Client:
         """This process's client for this session's options."""
         return client_for(self.url, self.socket_connect_timeout, self.socket_timeout)
 
@@ -117,6 +237,18 @@ class RedisSession(Session):
 
     def _touch(self, expiration_time: float) -> None:
         self.client.pexpire(self._key(), self._ttl_ms(expiration_time))
+
+    def _apply(
+        self, changed: dict[str, str], deleted: set[str], created: float, expiration_time: float
+    ) -> bool:
+        """Merge into the record as read now; a script writes it only if it is unchanged."""
+        record = self.client.get(self._key())
+        # Redis returns only live records: no expiry to check.
+        current = None if record is None else (record, float("inf"))
+        merged = self._merged_record(current, changed, deleted, created)
+        digest = "" if record is None else hashlib.sha1(record, usedforsecurity=False).hexdigest()
+        ttl_ms = self._ttl_ms(expiration_time)
+        return bool(self.client.eval(_COMPARE_AND_SET, 1, self._key(), digest, merged, ttl_ms))
 
     def _delete(self) -> None:
         self.client.delete(self._key())

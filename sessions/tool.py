@@ -3,15 +3,21 @@
 For each request where the tool is on: ``init`` (before the body is read)
 creates the session from the cookie and sets the cookie; the lock is taken
 when the data is first used (``locking='implicit'``), before the handler
-(``'early'``) or by the application (``'explicit'``); ``save`` runs before
-finalize (after the body is sent when streaming) and ``close`` releases any
-lock left at the end of the request.
+(``'early'``), by the application (``'explicit'``) or not at all, changes
+being merged at save (``'optimistic'``); ``save`` runs before finalize
+(after the body is sent when streaming) and ``close`` releases any lock
+left at the end of the request.
+
+The settings are checked when the engine starts (``SessionTool.check_config``,
+called by the config checker for every config section that switches the
+tool on), so a bad one stops the startup instead of failing requests.
 """
 
 from __future__ import annotations
 
 import email.utils
 import importlib
+import inspect
 import time
 from typing import Any
 
@@ -19,7 +25,7 @@ from morello.lib import is_iterator
 from morello.serving import serving
 from morello.tool import Tool
 
-from .base import Session
+from .base import LOCKING_MODES, Session
 from .file import FileSession
 from .ram import RamSession
 
@@ -29,17 +35,19 @@ _OPTIONAL_STORES = {
     "memcached": ("memcached_store", "MemcachedSession", "memcached"),
     "redis": ("redis_store", "RedisSession", "redis"),
 }
-_LOCKING = ("implicit", "early", "explicit")
-# Options of the cookie and of the tool itself; the rest configure the store.
-_SESSION_OPTIONS = ("timeout", "clean_freq", "debug", "locking")
-# (class, options) pairs already passed to the class's setup().
-_set_up: set[tuple[type[Session], tuple[tuple[str, Any], ...]]] = set()
+# Configurations already checked -> their store class.
+_configured: dict[tuple[Any, ...], type[Session]] = {}
 
 
 def _store_class(storage_type: str | None, storage_class: type[Session] | None) -> type[Session]:
     if storage_class is not None:
+        if not (isinstance(storage_class, type) and issubclass(storage_class, Session)):
+            raise ValueError(
+                f"tools.sessions.storage_class must be a subclass of "
+                f"morello.lib.sessions.Session, not {storage_class!r}"
+            )
         return storage_class
-    storage_type = (storage_type or "ram").lower()
+    storage_type = str(storage_type or "ram").lower()
     if storage_type in _OPTIONAL_STORES:
         module, name, extra = _OPTIONAL_STORES[storage_type]
         try:
@@ -58,16 +66,43 @@ def _store_class(storage_type: str | None, storage_class: type[Session] | None) 
         ) from None
 
 
-def _setup_once(cls: type[Session], options: dict[str, Any]) -> None:
+def _configure(
+    storage_type: str | None,
+    storage_class: type[Session] | None,
+    locking: str,
+    options: dict[str, Any],
+) -> type[Session]:
+    """The store class for these settings, checked (once per distinct configuration).
+
+    Raises ValueError naming the bad setting and what is allowed.
+    """
+    key = (storage_type, storage_class, locking, tuple(sorted(options.items())))
     try:
-        key = (cls, tuple(sorted(options.items())))
-        if key in _set_up:
-            return
-    except TypeError:  # unhashable option values: just run setup each time
-        key = None
+        return _configured[key]
+    except KeyError:
+        cacheable = True
+    except TypeError:  # unhashable option values: checked each time
+        cacheable = False
+    if locking not in LOCKING_MODES:
+        raise ValueError(
+            f"tools.sessions.locking must be one of {', '.join(map(repr, LOCKING_MODES))}, "
+            f"not {locking!r}"
+        )
+    cls = _store_class(storage_type, storage_class)
+    if locking == "optimistic" and cls._apply is Session._apply:
+        raise ValueError(
+            f"tools.sessions.locking 'optimistic' needs a store with _apply(); "
+            f"{cls.__name__} has none"
+        )
+    if locking in ("implicit", "early") and cls.acquire_lock is Session.acquire_lock:
+        raise ValueError(
+            f"tools.sessions.locking {locking!r} needs a store with acquire_lock(); "
+            f"{cls.__name__} has none (use locking='optimistic')"
+        )
     cls.setup(**options)
-    if key is not None:
-        _set_up.add(key)
+    if cacheable:
+        _configured[key] = cls
+    return cls
 
 
 def init(
@@ -84,7 +119,7 @@ def init(
     samesite: str | None = "Lax",
     debug: bool = False,
     storage_class: type[Session] | None = None,
-    locking: str = "implicit",
+    locking: str = Session.locking,
     **kwargs: Any,
 ) -> None:
     """Create ``morello.session`` for this request and send its cookie.
@@ -97,10 +132,7 @@ def init(
     if getattr(request, "_session_init_flag", False):
         return
     request._session_init_flag = True
-    if locking not in _LOCKING:
-        raise ValueError(f"tools.sessions.locking must be one of {_LOCKING}, not {locking!r}")
-    cls = _store_class(storage_type, storage_class)
-    _setup_once(cls, kwargs)
+    cls = _configure(storage_type, storage_class, locking, kwargs)
     morsel = request.cookie.get(name)
     session = cls(
         morsel.value if morsel is not None else None,
@@ -127,6 +159,10 @@ def init(
 
     session.id_observers.append(send_cookie)
     send_cookie(session.id)
+
+
+# init's named parameters: the other settings are the store's options.
+_INIT_PARAMETERS = frozenset(inspect.signature(init).parameters) - {"kwargs"}
 
 
 def set_response_cookie(
@@ -203,6 +239,22 @@ class SessionTool(Tool):
 
     def __init__(self) -> None:
         super().__init__("before_request_body", init)
+
+    def check_config(self, settings: dict[str, Any]) -> None:
+        """Raise ValueError for bad ``tools.sessions.*`` ``settings`` (at engine start).
+
+        Checks what ``init`` would: the store (``storage_type`` or
+        ``storage_class``), ``locking`` and the store's own options (e.g. a
+        file store's ``storage_path``, a Redis ``url``).
+        """
+        settings = {k: v for k, v in settings.items() if k not in ("on", "priority")}
+        options = {k: v for k, v in settings.items() if k not in _INIT_PARAMETERS}
+        _configure(
+            settings.get("storage_type"),
+            settings.get("storage_class"),
+            settings.get("locking", Session.locking),
+            options,
+        )
 
     def _setup(self) -> None:
         hooks = serving.request.hooks

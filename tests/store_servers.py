@@ -5,7 +5,10 @@
 * ``redis_server`` / ``memcached_server`` (session scope): one server per test run;
 * ``redis_store`` / ``memcached_store`` (function scope): that same server, flushed;
 * ``fresh_redis_server`` / ``fresh_memcached_server`` (function scope): a server of
-  the test's own, for tests that ``kill()``, ``restart()`` or ``stop()`` it.
+  the test's own, for tests that ``kill()``, ``restart()`` or ``stop()`` it;
+* ``redis_sentinel`` (function scope): a sentinel watching ``fresh_redis_server``,
+  which has a replica (``redis_replica``);
+* ``redis_cluster`` (function scope): a three-node Redis Cluster.
 
 Each server listens on a free 127.0.0.1 port chosen here, runs from a temporary
 directory holding its log, and is started with explicit arguments so no system
@@ -56,6 +59,8 @@ def free_port() -> int:
 
 
 S = TypeVar("S", bound="_Server")
+# What the fixtures start and stop: one server or a whole cluster.
+Startable = TypeVar("Startable", bound="_Server | RedisCluster")
 
 
 class _Server:
@@ -217,6 +222,8 @@ class RedisServer(_Server):
             "--protected-mode", "yes",
             "--unixsocket", "",
             "--logfile", "",
+            # A replica gets its first copy at once, not after the default 5 s wait.
+            "--repl-diskless-sync-delay", "0",
         ]  # fmt: skip
 
     def client(self, **kwargs: Any) -> redis.Redis:
@@ -236,6 +243,133 @@ class RedisServer(_Server):
     def flush(self) -> None:
         with self.client() as client:
             client.flushall()
+
+
+class RedisReplica(RedisServer):
+    """A ``redis-server`` replicating ``master``; started once its link to it is up."""
+
+    name = "redis-replica"
+
+    def __init__(self, master: RedisServer, port: int | None = None) -> None:
+        super().__init__(port)
+        self.master = master
+
+    def command(self) -> list[str]:
+        return super().command() + ["--replicaof", "127.0.0.1", str(self.master.port)]
+
+    def _spawn(self) -> None:
+        super()._spawn()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            with self.client() as client:
+                if client.info("replication").get("master_link_status") == "up":
+                    return
+            if time.monotonic() > deadline:
+                self._terminate()
+                raise ServerStartError(self._failure("never linked to its master"))
+            time.sleep(POLL_INTERVAL)
+
+
+class RedisSentinel(RedisServer):
+    """``redis-server --sentinel`` watching ``master`` as service ``service``.
+
+    Its ``client()`` talks to the sentinel itself; ``session_url`` is what
+    ``RedisSession`` uses to reach the master through it.
+    """
+
+    name = "redis-sentinel"
+    service = "mymaster"
+
+    def __init__(self, master: RedisServer, port: int | None = None) -> None:
+        super().__init__(port)
+        self.master = master
+
+    @property
+    def session_url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.service}/0"
+
+    @property
+    def config_path(self) -> Path:
+        assert self.tmpdir is not None
+        return self.tmpdir / "sentinel.conf"
+
+    def command(self) -> list[str]:
+        return [
+            self.program, str(self.config_path), "--sentinel",
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.tmpdir),
+            "--daemonize", "no",
+            "--logfile", "",
+        ]  # fmt: skip
+
+    def _spawn(self) -> None:
+        # A sentinel needs a config file it can rewrite; it keeps its state there.
+        if not self.config_path.exists():
+            self.config_path.write_text(
+                f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 1\n"
+            )
+        super()._spawn()
+
+
+class RedisClusterNode(RedisServer):
+    """A ``redis-server`` in cluster mode, its node table in its own directory."""
+
+    name = "redis-cluster-node"
+
+    def command(self) -> list[str]:
+        cluster = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        # Nodes ping each other every node-timeout / 2: a short one forms the cluster fast.
+        return super().command() + cluster + ["--cluster-node-timeout", "1000"]
+
+
+class RedisCluster:
+    """``size`` cluster nodes (no replicas) sharing the 16384 slots evenly."""
+
+    SLOTS = 16384
+
+    def __init__(self, size: int = 3) -> None:
+        self.nodes = [RedisClusterNode() for _ in range(size)]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> RedisCluster:
+        """Start the nodes, give each its slots, introduce them, wait until all say ok."""
+        try:
+            for node in self.nodes:
+                node.start()
+            bounds = [self.SLOTS * i // len(self.nodes) for i in range(len(self.nodes) + 1)]
+            pairs = zip(self.nodes, bounds[:-1], bounds[1:], strict=True)
+            for epoch, (node, low, high) in enumerate(pairs, 1):
+                with node.client() as client:
+                    client.execute_command("CLUSTER", "ADDSLOTS", *range(low, high))
+                    # Distinct epochs, as redis-cli sets them: no conflict to settle first.
+                    client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", epoch)
+            for node in self.nodes:
+                with node.client() as client:
+                    for other in self.nodes:
+                        if other is not node:
+                            client.execute_command("CLUSTER", "MEET", "127.0.0.1", other.port)
+            deadline = time.monotonic() + START_TIMEOUT
+            while not all(self._ok(node) for node in self.nodes):
+                if time.monotonic() > deadline:
+                    raise ServerStartError(f"Redis Cluster not formed within {START_TIMEOUT}s")
+                time.sleep(POLL_INTERVAL)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @staticmethod
+    def _ok(node: RedisClusterNode) -> bool:
+        with node.client() as client:
+            return client.execute_command("CLUSTER", "INFO").find(b"cluster_state:ok") >= 0
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 class MemcachedServer(_Server):
@@ -276,7 +410,7 @@ class MemcachedServer(_Server):
             client.close()
 
 
-def _running(server: S) -> Iterator[S]:
+def _running(server: Startable) -> Iterator[Startable]:
     """Start ``server`` for a fixture, failing the test (not skipping) if it cannot run."""
     try:
         server.start()
@@ -330,3 +464,23 @@ def fresh_redis_server() -> Iterator[RedisServer]:
 def fresh_memcached_server() -> Iterator[MemcachedServer]:
     """A memcached of this test's own, free to kill, restart or stop."""
     yield from _running(MemcachedServer())
+
+
+@pytest.fixture
+def redis_replica(fresh_redis_server: RedisServer) -> Iterator[RedisReplica]:
+    """A replica of ``fresh_redis_server`` (its ``.master``), linked to it."""
+    yield from _running(RedisReplica(fresh_redis_server))
+
+
+@pytest.fixture
+def redis_sentinel(
+    fresh_redis_server: RedisServer, redis_replica: RedisReplica
+) -> Iterator[RedisSentinel]:
+    """A sentinel watching ``fresh_redis_server`` (its ``.master``) and knowing its replica."""
+    yield from _running(RedisSentinel(fresh_redis_server))
+
+
+@pytest.fixture
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A three-node Redis Cluster of this test's own."""
+    yield from _running(RedisCluster())

@@ -1,16 +1,22 @@
-"""RedisSession against a real redis-server: data, TTL, locks, workers, outages, fork."""
+"""RedisSession against real redis-servers: data, TTL, locks, workers, outages, fork,
+Sentinel (with a failover) and Cluster."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from typing import Any
 
 import pytest
+import redis
+from bus_support import fork, wait_for_exit
 from morello.sessions.base import LockTimeout, SessionUnavailable
 from morello.sessions.redis_store import RedisSession
-from store_servers import RedisServer
+from redis.cluster import RedisCluster as ClusterClient
+from redis.sentinel import SentinelConnectionPool
+from store_servers import RedisCluster, RedisReplica, RedisSentinel, RedisServer, free_port
 from test_sessions import (
     Root,
     assert_no_lost_updates,
@@ -122,7 +128,7 @@ def test_lock_is_released_only_by_its_owner(redis_store: RedisServer, caplog: An
 
 
 def test_no_lost_updates_across_two_worker_processes(redis_store: RedisServer) -> None:
-    assert_no_lost_updates(redis_config(redis_store), increments=1000)
+    assert_no_lost_updates(redis_config(redis_store))
 
 
 def test_store_down_gives_503_then_recovers(serve: Any, fresh_redis_server: RedisServer) -> None:
@@ -236,3 +242,100 @@ def test_unix_socket_url(tmp_path: Any) -> None:
     finally:
         server.terminate()
         server.wait(5)
+
+
+def test_setup_rejects_bad_sentinel_and_cluster_urls() -> None:
+    for url, message in [
+        ("redis+sentinel://h:1/", "/service_name"),
+        ("redis+sentinel://h:1/svc/db1", "/service_name/db"),
+        ("redis+sentinel://h:x/svc", "'h:x'"),
+        ("redis+sentinel:///svc", "names no host"),
+        ("redis+sentinel://[::1/svc", "Invalid IPv6 URL"),
+        ("redis+sentinel://a,[::1]x/svc", "'[::1]x': expected '[address]:port'"),
+        ("redis+sentinel://h/svc?password=x", "unknown parameter"),
+        ("redis+cluster://a:1,b:2", "one cluster node"),
+        ("redis+cluster://a:1/2", "only database 0"),
+        ("localhost:6379", "has no scheme"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            RedisSession.setup(url=url)
+    RedisSession.setup(url="redis+sentinel://u:p@a,b:26380,[::1]:1/svc/2?sentinel_password=s")
+    RedisSession.setup(url="rediss+cluster://u:p@h:7000/0")
+
+
+def test_sentinel_url_follows_the_master_across_a_failover(
+    serve: Any, redis_sentinel: RedisSentinel, redis_replica: RedisReplica
+) -> None:
+    # The first sentinel listed is down: the client asks the next one.
+    url = redis_sentinel.session_url.replace("//", f"//127.0.0.1:{free_port()},", 1)
+    client = serve(Root(), {"/": sessions_config(storage_type="redis", url=url)})
+    sid = session_id(client.get("/count"))
+    assert client.get("/count", with_cookie(sid)).body == b"2"
+    session = RedisSession(sid, url=url, clean_freq=0)
+    assert isinstance(session.client.connection_pool, SentinelConnectionPool)
+    parent_client = session.client
+    assert wait_for_exit(fork(lambda: child_has_its_own_client(session, parent_client))) == 0
+    with redis_sentinel.master.client() as master:
+        assert master.exists(PREFIX + sid)
+        assert master.wait(1, 5000) == 1  # the replica has the record too
+
+    with redis_sentinel.client() as sentinel:
+        deadline = time.monotonic() + 15
+        while True:  # until the sentinel has heard from the replica it is to promote
+            try:
+                sentinel.execute_command("SENTINEL", "FAILOVER", redis_sentinel.service)
+                break
+            except redis.ResponseError as exc:
+                assert "NOGOODSLAVE" in str(exc) and time.monotonic() < deadline
+                time.sleep(0.05)
+        service = redis_sentinel.service
+        while int(sentinel.sentinel_get_master_addr_by_name(service)[1]) != redis_replica.port:
+            assert time.monotonic() < deadline, "the sentinel did not fail over"
+            time.sleep(0.05)
+    statuses = []
+    for _ in range(5):  # bounded: a request may still meet the demoted master
+        response = client.get("/count", with_cookie(sid))
+        statuses.append(response.status)
+        if response.status == 200:
+            break
+    assert statuses[-1] == 200 and statuses.count(503) <= 1
+    assert response.body == b"3"
+    with redis_replica.client() as new_master:
+        assert new_master.get(PREFIX + sid) is not None
+
+
+def child_has_its_own_client(parent: RedisSession, parent_client: Any) -> None:
+    """In a forked child: the session's client is not the parent's, and works."""
+    child = RedisSession(parent.id, url=parent.url, clean_freq=0, locking="explicit")
+    assert child.client is not parent_client
+    assert child.client.connection_pool.pid == os.getpid()
+    assert child["n"] == 2
+
+
+def test_cluster_url(serve: Any, redis_cluster: RedisCluster) -> None:
+    config = sessions_config(storage_type="redis", url=redis_cluster.url)
+    client = serve(Root(), {"/": config})
+    sids = [session_id(client.get("/count")) for _ in range(12)]
+    for sid in sids:
+        assert client.get("/count", with_cookie(sid)).body == b"2"
+    per_node = []
+    for node in redis_cluster.nodes:
+        with node.client() as raw:
+            per_node.append(raw.dbsize())
+    assert sum(per_node) == 12 and sum(1 for count in per_node if count) >= 2
+    session = RedisSession(sids[0], url=redis_cluster.url, clean_freq=0, lock_timeout=0.1)
+    assert isinstance(session.client, ClusterClient)
+    assert len(session) == 12  # counted on every node
+    session.acquire_lock()
+    with pytest.raises(LockTimeout):
+        RedisSession(sids[0], url=redis_cluster.url, clean_freq=0, lock_timeout=0.1).acquire_lock()
+    session.release_lock()
+    # Optimistic merges use one-key scripts, which a cluster runs on the key's node.
+    first, second = (
+        RedisSession(sids[0], url=redis_cluster.url, clean_freq=0, locking="optimistic")
+        for _ in range(2)
+    )
+    first["a"], second["b"] = 1, 2
+    first.save()
+    second.save()
+    assert dict(RedisSession(sids[0], url=redis_cluster.url).items()) == {"n": 2, "a": 1, "b": 2}
