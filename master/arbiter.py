@@ -240,6 +240,11 @@ class Arbiter:
             worker.state = State.RETIRING
             worker.kill_at = min(worker.kill_at or now + grace, now + grace)
             self._signal(worker, sig)
+        # Nobody will accept new connections any more: close our copies so that,
+        # once the draining workers close theirs, clients are refused at once (a
+        # balancer then tries another host) instead of waiting in the backlog.
+        for sock in self.sockets:
+            sock.close(unlink=self.reexec_pid is None)
 
     # -- children ------------------------------------------------------------
 

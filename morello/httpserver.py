@@ -386,7 +386,15 @@ class Server(ServerAdapter):
         With a :attr:`listen_socket`, the address that socket is bound to.
         """
         if self.listen_socket is not None:
-            return _socket_address(self.listen_socket)
+            # Remembered per socket: a draining worker closes its inherited
+            # socket but still names its address when it stops.
+            known = self.__dict__.get("_listen_address")
+            if known is None or known[0] is not self.listen_socket:
+                known = self._listen_address = (
+                    self.listen_socket,
+                    _socket_address(self.listen_socket),
+                )
+            return known[1]
         if self.socket_file:
             return self.socket_file
         if self.socket_host is None and self.socket_port is None:

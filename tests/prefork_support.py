@@ -66,9 +66,9 @@ def write_app(directory: Path, version: str = "1", extra: str = "") -> None:
     (directory / "app.py").write_text(APP_SOURCE.format(version=version, extra=extra))
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -101,15 +101,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str 
 class MasterProcess:
     """A ``morello serve app:Root`` subprocess in ``directory``."""
 
-    def __init__(self, directory: Path, *args: str, workers: int = 2, app: str = "app:Root"):
+    def __init__(
+        self,
+        directory: Path,
+        *args: str,
+        workers: int = 2,
+        app: str = "app:Root",
+        host: str = "127.0.0.1",
+    ) -> None:
         self.directory = directory
-        self.port = free_port()
+        self.host = host
+        self.port = free_port(host)
         self.control_path = str(directory / "control.sock")
         self.log_path = directory / "master.log"
         self.pidfile = str(directory / "master.pid")
         self.command = [
             sys.executable, "-m", "morello.master", "serve", app,
-            "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
+            "--bind", f"{host}:{self.port}", "--workers", str(workers),
             "--control-bind", f"unix:{self.control_path}", "--pidfile", self.pidfile,
             "--threads", "8", "--graceful-timeout", "10", *args,
         ]  # fmt: skip
@@ -117,7 +125,7 @@ class MasterProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, env: dict[str, str] | None = None) -> MasterProcess:
         environment = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **(env or {}))

@@ -204,6 +204,11 @@ class Worker:
             self.watchdog.draining = True
         for server in self.servers:
             server.httpserver.stop_accepting()
+        # Let go of the inherited listening sockets too: once the master and
+        # every other worker do the same (a graceful stop), the kernel refuses
+        # new connections at once instead of queueing them for nobody.
+        for sock in self.options.sockets:
+            sock.close()
         self.channel.send("draining", reason=reason)
         self._log(f"Draining ({reason}): {self._open_connections()} connection(s) open")
         deadline = time.monotonic() + self.options.graceful_timeout

@@ -4,9 +4,9 @@ Run it with ``./dev demo`` (or ``python examples/demo/site.py``) and open
 http://127.0.0.1:8080/: two prefork worker processes share file sessions,
 so your guestbook entries and visit count follow you whichever worker
 answers (each page shows its pid). ``WORKERS=1`` runs a single process.
-With the ``morello`` command instead::
+With the ``morello`` command instead, from the repository root::
 
-    cd examples/demo && morello serve site:application --workers 2
+    morello serve examples.demo.site:application --workers 2
 """
 
 import html
