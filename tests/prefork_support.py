@@ -32,6 +32,7 @@ DEADLINE = 30.0
 
 APP_SOURCE = '''
 import os
+import signal
 import time
 
 import morello
@@ -52,6 +53,11 @@ class Root:
     def slow(self, seconds="1"):
         time.sleep(float(seconds))
         return f"slept {{seconds}} in {{os.getpid()}}"
+
+    @morello.expose
+    def freeze(self):
+        # The whole process stops: no more heartbeats.
+        os.kill(os.getpid(), signal.SIGSTOP)
 
     @morello.expose
     def grow(self, mb="10"):

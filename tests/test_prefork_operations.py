@@ -1,0 +1,117 @@
+"""Operating a real master: systemd notifications, ``morello ctl``, USR1, a frozen worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+from prefork_support import REPO_ROOT, MasterProcess, running_master, wait_for, write_app
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    write_app(tmp_path)
+    return tmp_path
+
+
+def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "morello.master", "ctl", *args],
+        capture_output=True, text=True, timeout=30, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+    )  # fmt: skip
+
+
+def test_systemd_hears_ready_reloading_and_stopping(app_dir: Path) -> None:
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(app_dir / "notify.sock"))
+    notify.settimeout(30)
+    master = MasterProcess(app_dir, workers=2)
+    master.start(env={"NOTIFY_SOCKET": str(app_dir / "notify.sock")})
+    try:
+        heard = []
+
+        def next_state() -> str:
+            message = notify.recv(4096).decode()
+            heard.append(message)
+            return message
+
+        assert next_state().startswith("READY=1")
+        # Both workers were ready when READY=1 came.
+        assert len(master.worker_pids()) == 2
+        master.send(signal.SIGHUP)
+        assert next_state().startswith("RELOADING=1")
+        assert next_state().startswith("READY=1")
+        master.send(signal.SIGTERM)
+        assert next_state().startswith("STOPPING=1")
+        assert master.wait_exit() == 0
+    finally:
+        master.stop()
+        notify.close()
+
+
+def test_ctl_status_scale_reload_and_stop(app_dir: Path) -> None:
+    with running_master(app_dir, workers=1) as master:
+        control = f"unix:{master.control_path}"
+        status = ctl("--control", control, "status")
+        assert status.returncode == 0, status.stderr
+        assert str(master.worker_pids().pop()) in status.stdout
+        scaled = ctl("--control", control, "scale", "2")
+        assert scaled.returncode == 0, scaled.stderr
+        master.wait_ready(2)
+        refused = ctl("--control", control, "scale", "0")
+        assert refused.returncode != 0 and "whole number >= 1" in refused.stderr
+        old = master.worker_pids()
+        assert ctl("--pidfile", master.pidfile, "reload").returncode == 0
+        master.wait_ready(2, exclude=old)
+        stopped = ctl("--pidfile", master.pidfile, "stop", "--wait")
+        assert stopped.returncode == 0, stopped.stderr
+        assert master.wait_exit() == 0
+
+
+def test_usr1_reopens_the_workers_log_files(app_dir: Path) -> None:
+    (app_dir / "site.conf").write_text("[global]\nlog.access_file = 'access.log'\n")
+    with running_master(app_dir, "-c", "site.conf", workers=2) as master:
+        requests.get(master.url, timeout=10)
+        access = app_dir / "access.log"
+        wait_for(lambda: "GET / " in access.read_text(), what="first access line")
+        access.rename(app_dir / "access.log.1")
+        master.send(signal.SIGUSR1)
+        # Each worker reopens the path; requests from then on land in the new file.
+        wait_for(
+            lambda: requests.get(master.url + "/pid", timeout=10)
+            and "GET /pid" in access.read_text(),
+            what="a request logged in the reopened file",
+        )
+        assert "GET /pid" not in (app_dir / "access.log.1").read_text()
+
+
+def test_a_frozen_worker_is_aborted_and_replaced(app_dir: Path) -> None:
+    with running_master(app_dir, "--timeout", "2", workers=2) as master:
+        before = master.worker_pids()
+
+        def freeze() -> None:
+            try:
+                requests.get(master.url + "/freeze", timeout=8)
+            except requests.RequestException:
+                pass  # its worker is gone: this one request cannot succeed
+
+        thread = threading.Thread(target=freeze)
+        thread.start()
+        after = wait_for(
+            lambda: (pids := master.wait_ready(2)) != before and pids, what="a replacement"
+        )
+        thread.join(15)
+        frozen = before - after
+        assert len(frozen) == 1
+        log = master.log()
+        assert "silent for" in log and "aborting it" in log
+        assert requests.get(master.url, timeout=10).status_code == 200
