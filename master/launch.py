@@ -23,6 +23,7 @@ import morello
 from . import sockets as listen
 from .arbiter import Arbiter
 from .cli import REEXEC_FROM
+from .ctl import process_gone
 from .settings import Settings
 from .workers import Worker
 
@@ -131,7 +132,7 @@ class Launch:
     def release(self, handed_over: bool) -> None:
         """Close the sockets and remove the pid file, unless a new master owns them now."""
         old_master = os.environ.get(REEXEC_FROM)
-        if old_master and not handed_over and not _alive(int(old_master)):
+        if old_master and not handed_over and process_gone(int(old_master)):
             # We outlived the master that handed us its UNIX sockets: their files are ours.
             for sock in self.sockets:
                 sock.owns_path = sock.owns_path or sock.is_unix
@@ -180,13 +181,3 @@ def _pid_in(path: str) -> int | None:
             return int(file.read().strip())
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -193,6 +193,10 @@ class WSGIServer(cheroot.wsgi.Server):
         except BaseException:
             sock.close()
             raise
+        # Accepted connections inherit TCP_NODELAY from the listening socket;
+        # without it small keep-alive responses wait for delayed ACKs (~40 ms).
+        if self.nodelay and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Several processes may wake up for one connection: the ones that
         # lose the race must get EAGAIN at once and go back to their
         # selector, not block in accept() for cheroot's one-second timeout.

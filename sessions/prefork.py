@@ -24,18 +24,26 @@ def _uses_ram(config: Mapping[str, Any]) -> bool:
 
 
 def _configs(tree: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """(where, config) for the global config, each app's sections and its root's _cp_config."""
+    """(where, effective config) for the global config and each section of each app.
+
+    Later levels override earlier ones as they do for a request: global
+    config, then the root's ``_cp_config``, then the app's ``/`` section,
+    then the deeper section.
+    """
     import morello
 
     yield "global config", morello.config
     for script_name, app in getattr(tree, "apps", {}).items():
         mount = script_name or "/"
-        for section, values in app.config.items():
-            if isinstance(values, Mapping):
-                yield f"app {mount!r}, section [{section}]", values
+        root = dict(morello.config)
         root_config = getattr(app.root, "_cp_config", None)
         if isinstance(root_config, Mapping):
-            yield f"app {mount!r}, root _cp_config", root_config
+            root.update(root_config)
+        root.update(app.config.get("/", {}))
+        yield f"app {mount!r}", root
+        for section, values in app.config.items():
+            if section != "/" and section.startswith("/") and isinstance(values, Mapping):
+                yield f"app {mount!r}, section [{section}]", {**root, **values}
 
 
 def ram_session_users(tree: Any) -> list[str]:

@@ -364,3 +364,35 @@ def test_ram_sessions_with_several_workers_fail_at_startup(app_dir: Path) -> Non
     # One worker may keep its sessions in RAM.
     with running_master(app_dir, "-c", "site.conf", workers=1) as master:
         assert "Set-Cookie" in requests.get(master.url, timeout=10).headers
+
+
+def test_keep_alive_requests_are_not_delayed_by_nagle(app_dir: Path) -> None:
+    import http.client
+    import time
+
+    with running_master(app_dir, workers=1) as master:
+        connection = http.client.HTTPConnection("127.0.0.1", master.port, timeout=10)
+        durations = []
+        for _ in range(8):
+            started = time.perf_counter()
+            connection.request("GET", "/pid")
+            connection.getresponse().read()
+            durations.append(time.perf_counter() - started)
+        connection.close()
+        # Delayed ACK against Nagle costs ~40 ms per reused-connection request.
+        assert sorted(durations)[4] < 0.02, durations
+
+
+def test_root_cp_config_sessions_with_a_file_store_are_not_ram(app_dir: Path) -> None:
+    write_app(app_dir, extra="")
+    source = (app_dir / "app.py").read_text().replace(
+        "class Root:\n", "class Root:\n    _cp_config = {'tools.sessions.on': True}\n"
+    )
+    (app_dir / "app.py").write_text(source)
+    (app_dir / "sessions").mkdir()
+    (app_dir / "site.conf").write_text(
+        "[/]\ntools.sessions.storage_type = 'file'\n"
+        f"tools.sessions.storage_path = {str(app_dir / 'sessions')!r}\n"
+    )
+    with running_master(app_dir, "-c", "site.conf", workers=2) as master:
+        assert "Set-Cookie" in requests.get(master.url, timeout=10).headers
