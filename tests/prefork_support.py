@@ -46,7 +46,7 @@ class Root:
         return f"hello from {{os.getpid()}} v{{VERSION}}"
 
     @morello.expose
-    def pid(self):
+    def pid(self, **ignored):
         return str(os.getpid())
 
     @morello.expose

@@ -85,13 +85,24 @@ def test_usr1_reopens_the_workers_log_files(app_dir: Path) -> None:
         wait_for(lambda: "GET / " in access.read_text(), what="first access line")
         access.rename(app_dir / "access.log.1")
         master.send(signal.SIGUSR1)
-        # Each worker reopens the path; requests from then on land in the new file.
-        wait_for(
-            lambda: requests.get(master.url + "/pid", timeout=10)
-            and "GET /pid" in access.read_text(),
-            what="a request logged in the reopened file",
-        )
-        assert "GET /pid" not in (app_dir / "access.log.1").read_text()
+        # Each worker reopens the path when the signal reaches it; find a request
+        # that each of them logged in the new file.
+        reopened: set[str] = set()
+        attempt = iter(range(10_000))
+
+        def both_reopened() -> bool:
+            n = next(attempt)
+            pid = requests.get(f"{master.url}/pid?n={n}", timeout=10).text
+            if f"/pid?n={n} " in access.read_text():
+                reopened.add(pid)
+            return len(reopened) == 2
+
+        wait_for(both_reopened, what="both workers logging to the reopened file")
+        before = (app_dir / "access.log.1").read_text()
+        for n in range(10):
+            requests.get(f"{master.url}/pid?after={n}", timeout=10)
+        wait_for(lambda: access.read_text().count("/pid?after=") == 10, what="later requests")
+        assert (app_dir / "access.log.1").read_text() == before
 
 
 def test_a_frozen_worker_is_aborted_and_replaced(app_dir: Path) -> None:
