@@ -5,14 +5,20 @@ import sys
 import morello
 
 
-def configure() -> None:
-    """Production mode, no access log, 10 threads on 127.0.0.1:<argv[1]>."""
+def configure(bind: bool = True) -> None:
+    """Production mode, no access log, 10 threads; on 127.0.0.1:<argv[1]> if ``bind``.
+
+    A ``morello serve`` worker passes ``bind=False``: it serves on the
+    master's socket, and its thread count comes from ``--threads``.
+    """
     morello.config.update(
         {
             "environment": "production",
-            "server.socket_host": "127.0.0.1",
-            "server.socket_port": int(sys.argv[1]),
             "server.thread_pool": 10,
             "log.screen": False,
         }
     )
+    if bind:
+        morello.config.update(
+            {"server.socket_host": "127.0.0.1", "server.socket_port": int(sys.argv[1])}
+        )

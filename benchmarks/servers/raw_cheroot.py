@@ -1,4 +1,8 @@
-"""A bare cheroot WSGI hello app: the baseline morello is measured against."""
+"""A bare cheroot WSGI hello app: the baseline morello is measured against.
+
+``python raw_cheroot.py PORT`` serves it on 127.0.0.1:PORT; ``app`` is the
+same app for ``raw_cheroot_prefork.py``.
+"""
 
 import signal
 import sys
@@ -7,6 +11,8 @@ import threading
 from cheroot import wsgi
 
 BODY = b"Hello world!"
+#: Request threads per process, as morello's benchmark servers have.
+THREADS = 10
 
 
 def app(environ, start_response):
@@ -20,8 +26,9 @@ def app(environ, start_response):
     return [BODY]
 
 
-server = wsgi.Server(("127.0.0.1", int(sys.argv[1])), app, numthreads=10)
-# Stop from another thread: server.stop() waits for the serving loop, which
-# a signal handler (run by that loop's thread) would block.
-signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop).start())
-server.safe_start()
+if __name__ == "__main__":
+    server = wsgi.Server(("127.0.0.1", int(sys.argv[1])), app, numthreads=THREADS)
+    # Stop from another thread: server.stop() waits for the serving loop, which
+    # a signal handler (run by that loop's thread) would block.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop).start())
+    server.safe_start()
