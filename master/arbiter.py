@@ -33,8 +33,12 @@ from typing import Any
 
 import psutil
 
+from morello.log_files import reopen_log_files
+
 from . import systemd
 from .channel import MAX_MESSAGE, ChannelError
+from .cli import REEXEC_FROM
+from .ctl import process_gone
 from .metrics import StatsBook, prometheus_text
 from .reloader import FileWatcher
 from .settings import Settings
@@ -61,11 +65,11 @@ class Arbiter:
         sockets: list[Any],
         spawn_worker: Callable[[Worker, Settings, int], None],
         control: Any = None,
-        on_exit: Callable[[bool], None] | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         """``spawn_worker(worker, settings, max_requests)`` runs in the forked child and
-        never returns; ``control`` is an optional ControlServer; ``on_exit(handed_over)``
-        releases sockets and the pid file."""
+        never returns; ``control`` is an optional ControlServer; ``on_exit()``
+        runs last (the pid file)."""
         self.settings = settings
         self.sockets = sockets
         self.spawn_worker = spawn_worker
@@ -93,6 +97,7 @@ class Arbiter:
         self.reexec_command: Callable[[], None] | None = None
         self._next_id = 1
         self._next_rss_check = 0.0
+        self._sockets_closed = False
         self.watcher = None
         if settings.reload:
             self.watcher = FileWatcher(os.getcwd(), [settings.config or ""])
@@ -194,8 +199,6 @@ class Arbiter:
 
     def on_usr1(self) -> None:
         """Reopen log files here and in every worker."""
-        from morello.worker.log_files import reopen_log_files
-
         reopen_log_files()
         for worker in self.workers.values():
             self._signal(worker, signal.SIGUSR1)
@@ -243,8 +246,7 @@ class Arbiter:
         # Nobody will accept new connections any more: close our copies so that,
         # once the draining workers close theirs, clients are refused at once (a
         # balancer then tries another host) instead of waiting in the backlog.
-        for sock in self.sockets:
-            sock.close(unlink=self.reexec_pid is None)
+        self.close_sockets()
 
     # -- children ------------------------------------------------------------
 
@@ -544,6 +546,20 @@ class Arbiter:
         worker.state = State.RETIRING
         self._signal(worker, signal.SIGKILL)
 
+    def close_sockets(self) -> None:
+        """Close the listening sockets (once); UNIX socket files go unless a new master has them."""
+        if self._sockets_closed:
+            return
+        self._sockets_closed = True
+        handed_over = self.reexec_pid is not None
+        old_master = os.environ.get(REEXEC_FROM)
+        if old_master and not handed_over and process_gone(int(old_master)):
+            # We outlived the master that handed us its UNIX sockets: their files are ours.
+            for sock in self.sockets:
+                sock.owns_path = sock.owns_path or sock.is_unix
+        for sock in self.sockets:
+            sock.close(unlink=not handed_over)
+
     def _shutdown(self) -> None:
         for worker in list(self.workers.values()):
             self._kill(worker)
@@ -554,9 +570,9 @@ class Arbiter:
         signal.set_wakeup_fd(-1)
         if self.control is not None:
             self.control.close()
-        handed_over = self.reexec_pid is not None
+        self.close_sockets()
         if self.on_exit is not None:
-            self.on_exit(handed_over)
+            self.on_exit()
         logger.info("master %d exiting", os.getpid())
 
     # -- control endpoint ------------------------------------------------------

@@ -14,6 +14,7 @@ import dataclasses
 from .cli import configure_logging
 from .launch import Launch
 from .settings import Settings
+from .sockets import BindSpec
 
 
 def serve_tree(workers: int | None = None) -> int:
@@ -27,11 +28,10 @@ def serve_tree(workers: int | None = None) -> int:
     }
     server = morello.server
     if server.socket_file:
-        bind = f"unix:{server.socket_file}"
+        bind = BindSpec("unix", path=server.socket_file)
     else:
-        host = server.socket_host or "127.0.0.1"
-        bind = f"[{host}]:{server.socket_port}" if ":" in host else f"{host}:{server.socket_port}"
-    base = Settings(app="quickstart", bind=[bind], threads=server.thread_pool, preload=True)
+        bind = BindSpec("tcp", host=server.socket_host or "127.0.0.1", port=server.socket_port)
+    base = Settings(app="quickstart", bind=[str(bind)], threads=server.thread_pool, preload=True)
     settings = base.updated(values, "config")
     if workers is not None:
         settings = dataclasses.replace(settings, workers=workers)

@@ -19,11 +19,11 @@ from morello.sessions.prefork import refuse_ram_sessions
 from setproctitle import setproctitle
 
 import morello
+from morello.process.daemon_plugins import write_pid_file
 
 from . import sockets as listen
 from .arbiter import Arbiter
 from .cli import REEXEC_FROM
-from .ctl import process_gone
 from .settings import Settings
 from .workers import Worker
 
@@ -66,18 +66,18 @@ class Launch:
                 refuse_ram_sessions(morello.tree, settings.workers)
             except Exception as exc:  # the user's import: anything may fail
                 logger.error("cannot preload %s: %s: %s", settings.app, type(exc).__name__, exc)
-                self.release(handed_over=False)
+                self.close_sockets()
                 return EXIT_PRELOAD_FAILED
         try:
             control = self.open_control()
             self.drop_privileges()
         except (OSError, ValueError, KeyError) as exc:
             logger.error("cannot start: %s", exc)
-            self.release(handed_over=False)
+            self.close_sockets()
             return 1
         self.write_pidfile()
         setproctitle(f"morello: master [{settings.title_name}]")
-        arbiter = Arbiter(settings, self.sockets, self.spawn_worker, control, self.release)
+        arbiter = Arbiter(settings, self.sockets, self.spawn_worker, control, self.remove_pidfile)
         self.target_workers = lambda: arbiter.target
         if control is None and settings.control_bind:
             arbiter.open_control = self.open_control
@@ -122,23 +122,16 @@ class Launch:
     def write_pidfile(self) -> None:
         if not self.settings.pidfile:
             return
-        # Written atomically: `morello ctl` may read it at any moment.
-        temporary = f"{self.settings.pidfile}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="ascii") as file:
-            file.write(f"{os.getpid()}\n")
-        os.replace(temporary, self.settings.pidfile)
+        write_pid_file(self.settings.pidfile)
         self.pidfile_written = True
 
-    def release(self, handed_over: bool) -> None:
-        """Close the sockets and remove the pid file, unless a new master owns them now."""
-        old_master = os.environ.get(REEXEC_FROM)
-        if old_master and not handed_over and process_gone(int(old_master)):
-            # We outlived the master that handed us its UNIX sockets: their files are ours.
-            for sock in self.sockets:
-                sock.owns_path = sock.owns_path or sock.is_unix
+    def close_sockets(self) -> None:
+        """Close the sockets when start-up fails (no worker or new master has them yet)."""
         for sock in self.sockets:
-            sock.close(unlink=not handed_over)
-        # A new master (USR2) rewrote the file with its own pid: leave it.
+            sock.close(unlink=True)
+
+    def remove_pidfile(self) -> None:
+        """Remove the pid file, unless a new master (USR2) rewrote it with its own pid."""
         if self.pidfile_written and _pid_in(self.settings.pidfile) == os.getpid():
             os.unlink(self.settings.pidfile)
 

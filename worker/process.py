@@ -32,10 +32,10 @@ from morello.master.channel import WorkerChannel
 from morello.sessions.prefork import refuse_ram_sessions
 
 import morello
+from morello.log_files import reopen_log_files
 
 from . import signal_handling
 from .app_loading import BootError, load_app
-from .log_files import reopen_log_files
 from .options import (
     EXIT_ABORTED,
     EXIT_BOOT_FAILURE,

@@ -16,7 +16,7 @@ try:  # POSIX only
 except ImportError:  # pragma: no cover - Windows
     grp = pwd = None  # type: ignore[assignment]
 
-__all__ = ["Daemonizer", "DropPrivileges", "PIDFile", "switch_user"]
+__all__ = ["Daemonizer", "DropPrivileges", "PIDFile", "switch_user", "write_pid_file"]
 
 
 class PIDFile(SimplePlugin):
@@ -34,8 +34,7 @@ class PIDFile(SimplePlugin):
         if self.finalized:
             self.bus.log(f"PID {pid!r} already written to {self.pidfile!r}.")
             return
-        with open(self.pidfile, "w", encoding="ascii") as file:
-            file.write(f"{pid}\n")
+        write_pid_file(self.pidfile)
         self._written_by = pid
         self.bus.log(f"PID {pid!r} written to {self.pidfile!r}.")
         self.finalized = True
@@ -229,3 +228,11 @@ def switch_user(user: int | str | None, group: int | str | None) -> None:
         os.setgid(gid)
     if uid is not None:
         os.setuid(uid)
+
+
+def write_pid_file(path: str) -> None:
+    """Write this process's pid to ``path`` atomically (readers never see half a file)."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="ascii") as file:
+        file.write(f"{os.getpid()}\n")
+    os.replace(temporary, path)

@@ -1,4 +1,4 @@
-"""Reopening log files after they were rotated (the worker's SIGUSR1).
+"""Reopening log files after they were rotated (SIGUSR1 in the master and its workers).
 
 logrotate (or the operator) renames the files and signals the processes;
 a :class:`logging.FileHandler` keeps writing to the renamed file until it
