@@ -53,6 +53,8 @@ from typing import Any
 from morello.master.ctl import CtlError
 from morello.master.ctl import request as control_request
 
+from morello.testing import free_port
+
 from .checks import EVENTS_ENV, MISMATCH
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -177,10 +179,6 @@ def write_config(path: Path, sessions: dict[str, Any], out: Path) -> None:
         *(f"tools.sessions.{name} = {value!r}" for name, value in sessions.items()),
     ]
     path.write_text("\n".join(lines) + "\n")
-
-
-def free_port() -> int:
-    return int(_store_servers().free_port())
 
 
 # --- the server --------------------------------------------------------------------

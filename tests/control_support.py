@@ -30,14 +30,6 @@ from morello.master.ctl import UnixHTTPConnection
 DEADLINE = 10.0
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    """Poll ``predicate`` until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
-
-
 class FakeMaster:
     """A ControlApp with controllable answers; records scale requests."""
 

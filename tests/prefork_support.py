@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,9 @@ from typing import Any
 import pytest
 import requests
 from bus_support import REPO_ROOT
+from morello.master.ctl import UnixHTTPConnection
+
+from morello.testing import free_port
 
 DEADLINE = 30.0
 
@@ -70,23 +72,6 @@ class Root:
 def write_app(directory: Path, version: str = "1", extra: str = "") -> None:
     """(Re)write ``directory/app.py``; ``extra`` is module-level code (e.g. a raise)."""
     (directory / "app.py").write_text(APP_SOURCE.format(version=version, extra=extra))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = 5.0) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> Any:
@@ -151,7 +136,7 @@ class MasterProcess:
         return self.log_path.read_text(errors="replace")
 
     def control(self, method: str, path: str) -> tuple[int, str]:
-        connection = UnixHTTPConnection(self.control_path)
+        connection = UnixHTTPConnection(self.control_path, timeout=5.0)
         try:
             connection.request(method, path)
             response = connection.getresponse()

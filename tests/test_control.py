@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from bus_support import wait_until
 from control_support import (
     DEADLINE,
     Endpoint,
@@ -21,7 +22,6 @@ from control_support import (
     exchange,
     fetch,
     read_all,
-    wait_until,
 )
 from morello.master.control import (
     MAX_HEAD,

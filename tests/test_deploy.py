@@ -46,6 +46,7 @@ import requests
 import yaml
 from morello.master.arbiter import FAST_STOP_GRACE
 from morello.master.cli import settings_from_args
+from morello.master.ctl import process_gone
 from morello.master.settings import from_config_file
 from prefork_support import DEADLINE, MasterProcess, free_port, wait_for, write_app
 
@@ -600,18 +601,11 @@ def test_notify_access_keeps_the_upgraded_master(tmp_path: Path) -> None:
         assert psutil.pid_exists(new_pid)
     finally:
         master.stop()
-        if new_pid is not None and _alive(new_pid):
+        if new_pid is not None and not process_gone(new_pid):
             os.kill(new_pid, signal.SIGTERM)
-            wait_for(lambda: not _alive(new_pid), what="new master gone")
+            wait_for(lambda: process_gone(new_pid), what="new master gone")
         receiver.close()
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 # -- Docker and compose ------------------------------------------------------

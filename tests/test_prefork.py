@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from morello.master.ctl import process_gone
 from prefork_support import (
     DEADLINE,
     Load,
@@ -28,6 +29,10 @@ from prefork_support import (
 )
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def alive(pid: int) -> bool:
+    return not process_gone(pid)
 
 
 @pytest.fixture
@@ -206,19 +211,12 @@ def test_workers_exit_when_the_master_is_killed(app_dir: Path) -> None:
         pids = master.wait_ready(2)
         os.kill(master.pid, signal.SIGKILL)
         master.wait_exit()
-        wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=2.0,
+        wait_for(lambda: not any(alive(pid) for pid in pids), timeout=2.0,
                  what="workers gone within 2 s")  # fmt: skip
     finally:
         for pid in pids if "pids" in locals() else ():
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_request_deadline_logs_the_stack_and_recycles(app_dir: Path) -> None:
@@ -240,7 +238,7 @@ def test_unix_socket_bind(tmp_path: Path) -> None:
     try:
         master.wait_ready(1)
         assert oct(path.stat().st_mode & 0o777) == oct(0o660)
-        connection = UnixHTTPConnection(str(path))
+        connection = UnixHTTPConnection(str(path), timeout=5.0)
         connection.request("GET", "/")
         response = connection.getresponse()
         assert response.status == 200 and b"hello from" in response.read()
@@ -264,14 +262,14 @@ def test_usr2_starts_a_new_master_on_the_same_socket(app_dir: Path) -> None:
             assert master.wait_exit() == 0
             wait_for(load.served_more(50))
             assert psutil.pid_exists(new_pid)
-            assert not any(_alive(pid) for pid in old_workers)
+            assert not any(alive(pid) for pid in old_workers)
         assert load.failures == []
         assert int(Path(master.pidfile).read_text()) == new_pid
     finally:
         master.stop()
-        if "new_pid" in locals() and _alive(new_pid):
+        if "new_pid" in locals() and alive(new_pid):
             os.kill(new_pid, signal.SIGTERM)
-            wait_for(lambda: not _alive(new_pid), what="new master gone")
+            wait_for(lambda: not alive(new_pid), what="new master gone")
 
 
 def _new_pid(master: MasterProcess) -> int | None:
