@@ -46,7 +46,7 @@ reported as zero.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,6 +270,17 @@ def _worker_entries(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [worker for worker in workers if isinstance(worker, Mapping)]
 
 
+#: Master fields in ``/status`` exposed as single samples: key, reader, name, type, help.
+_MASTER_SAMPLES: tuple[tuple[str, Callable[[Any, Any], Any], str, str, str], ...] = (
+    ("restarts", _count, "morello_worker_restarts_total", "counter",
+     "Workers started to replace one that exited or was recycled."),
+    ("uptime", _seconds, "morello_master_uptime_seconds", "gauge",
+     "Seconds since the master started."),
+    ("generation", _count, "morello_master_generation", "gauge",
+     "Configuration generation, incremented by every reload."),
+)  # fmt: skip
+
+
 def prometheus_text(book: StatsBook, status: Mapping[str, Any]) -> str:
     """Render ``book`` and the master's ``status`` document as Prometheus text 0.0.4."""
     totals = book.totals()
@@ -334,30 +345,10 @@ def prometheus_text(book: StatsBook, status: Mapping[str, Any]) -> str:
     master = status.get("master")
     if not isinstance(master, Mapping):
         master = {}
-    restarts = _count(master.get("restarts"), -1)
-    if restarts >= 0:
-        out.single(
-            "morello_worker_restarts_total",
-            "counter",
-            "Workers started to replace one that exited or was recycled.",
-            restarts,
-        )
-    uptime = _seconds(master.get("uptime"), -1.0)
-    if uptime >= 0:
-        out.single(
-            "morello_master_uptime_seconds",
-            "gauge",
-            "Seconds since the master started.",
-            uptime,
-        )
-    generation = _count(master.get("generation"), -1)
-    if generation >= 0:
-        out.single(
-            "morello_master_generation",
-            "gauge",
-            "Configuration generation, incremented by every reload.",
-            generation,
-        )
+    for key, read, name, kind, help_text in _MASTER_SAMPLES:
+        value = read(master.get(key), -1)
+        if value >= 0:
+            out.single(name, kind, help_text, value)
 
     out.family("morello_worker_rss_bytes", "gauge", "Resident memory of each worker, in bytes.")
     for worker in workers:

@@ -136,12 +136,7 @@ def _as_wsgi_from_class(obj: type, name: str, config_file: str | None, depth: in
             f"{name} is a class whose constructor needs arguments {_signature(obj)}; "
             "name an instance or a factory instead"
         )
-    try:
-        instance = obj()
-    except Exception as exc:
-        raise BootError(
-            f"{name}() failed: {type(exc).__name__}: {exc}", show_traceback=True
-        ) from exc
+    instance = _call(obj, name)
     if isinstance(instance, (morello.Application, morello.Tree)):
         return instance
     if is_root_handler(instance) or getattr(obj, "exposed", False):
@@ -153,13 +148,17 @@ def _as_wsgi_from_class(obj: type, name: str, config_file: str | None, depth: in
 def _call_factory(factory: Any, name: str, config_file: str | None, depth: int) -> WSGIApp:
     if depth >= _MAX_FACTORY_DEPTH:
         raise BootError(f"{name} is a factory returning factories, {depth} levels deep")
+    return as_wsgi(_call(factory, name), f"{name}()", config_file, depth + 1)
+
+
+def _call(target: Any, name: str) -> Any:
+    """``target()``; what the application raises becomes a :class:`BootError`."""
     try:
-        result = factory()
+        return target()
     except Exception as exc:
         raise BootError(
             f"{name}() failed: {type(exc).__name__}: {exc}", show_traceback=True
         ) from exc
-    return as_wsgi(result, f"{name}()", config_file, depth + 1)
 
 
 def is_root_handler(obj: Any) -> bool:
