@@ -18,7 +18,8 @@ Ctrl-C or SIGTERM):
    targeted); a failed request that was in flight during a window counts
    for that window.
 
-It prints a summary parsed from locust's CSV files and, as its last line::
+It prints a summary parsed from locust's CSV files (the request table, the
+restart windows) and writes it to ``OUT/summary.txt``; its last line is::
 
     requests=N rps=X p50_ms=A p99_ms=B failures=F session_mismatches=M
 
@@ -575,7 +576,9 @@ def run(args: argparse.Namespace) -> int:
         raise SetupError(f"locust is not installed: {INSTALL}")
     out = Path(args.out or tempfile.mkdtemp(prefix="morello-loadtests-out-")).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    stale_files = ("master.log", "app-error.log", "locust.log", "failures.jsonl", "report.html")
+    stale_files = (
+        "master.log", "app-error.log", "locust.log", "failures.jsonl", "report.html", "summary.txt"
+    )
     for stale in stale_files + tuple(f"locust_{name}.csv" for name in CSV_FILES):
         (out / stale).unlink(missing_ok=True)
     print(
@@ -613,7 +616,10 @@ def run(args: argparse.Namespace) -> int:
         run_end = time.time()
         results = read_results(out)
     lines = report(results, plan.windows if plan else None, started, run_end)
-    print("\n".join(lines), flush=True)
+    summary = "\n".join(lines)
+    print(summary, flush=True)
+    # Kept beside locust's own files, so a run can be read again after the terminal is gone.
+    (out / "summary.txt").write_text(summary.lstrip("\n") + "\n")
     unsettled = plan is not None and (not plan.windows or any(w.end is None for w in plan.windows))
     if results.requests == 0 or unsettled:
         return 1

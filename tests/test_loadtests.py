@@ -113,6 +113,9 @@ def test_short_run_passes(tmp_path: Path, store: str, seconds: int) -> None:
     assert (status, failures, mismatches) == (0, "0", "0"), output
     assert int(requests) > 20, output
     assert (tmp_path / "report.html").exists() and (tmp_path / "locust_stats.csv").exists()
+    summary = (tmp_path / "summary.txt").read_text().splitlines()
+    assert summary[-1] == result.group(0), summary
+    assert any(line.startswith("failures: 0") for line in summary), summary
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 10)
