@@ -54,6 +54,9 @@ FAST_STOP_GRACE = 2.0
 ABORT_GRACE = 2.0
 # Upper bound of one loop iteration's wait, so deadlines are checked often enough.
 TICK = 0.2
+#: Workers forked in one pass of the loop at most: scaling up by hundreds must
+#: not keep signals and the control endpoint waiting until every fork is done.
+SPAWNS_PER_PASS = 4
 
 
 class Arbiter:
@@ -169,7 +172,10 @@ class Arbiter:
             signum = self.signals.popleft()
             name = signal.Signals(signum).name
             logger.info("master got %s", name)
-            getattr(self, "on_" + name[3:].lower())()
+            try:
+                getattr(self, "on_" + name[3:].lower())()
+            except Exception:  # one bad handler must not take the master and its workers down
+                logger.exception("handling %s failed; the master carries on", name)
 
     def on_hup(self) -> None:
         """Rolling restart: new workers replace the current ones, one surge at a time."""
@@ -192,9 +198,15 @@ class Arbiter:
     on_quit = on_int
 
     def on_ttin(self) -> None:
-        self.scale(self.target + 1)
+        try:
+            self.scale(self.target + 1)
+        except ValueError as exc:
+            logger.warning("TTIN ignored: %s", exc)
 
     def on_ttou(self) -> None:
+        if self.target <= 1:
+            logger.warning("TTOU ignored: already at 1 worker")
+            return
         self.scale(self.target - 1)
 
     def on_usr1(self) -> None:
@@ -489,7 +501,7 @@ class Arbiter:
             if self.boot_failures:
                 # After a boot failure, probe with one worker at a time: no fork storm.
                 room = min(room, 1 - sum(1 for w in active if w.state is State.BOOTING))
-            for _ in range(room):
+            for _ in range(min(room, SPAWNS_PER_PASS)):
                 self.spawn()
         ready = sum(1 for w in active if w.state is State.READY)
         for worker in sorted(stale, key=lambda w: w.started):

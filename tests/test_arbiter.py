@@ -1,0 +1,76 @@
+"""The arbiter's decisions, in this process: signal handling and how many workers it forks.
+
+These tests build an :class:`Arbiter` without running its loop and replace
+``spawn`` (which forks) by a recorder, so the policy is checked exactly;
+tests/test_prefork.py runs the same code for real.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Iterator
+
+import pytest
+from morello.master.arbiter import SPAWNS_PER_PASS, Arbiter
+from morello.master.settings import Settings
+from morello.master.workers import Worker
+
+
+@pytest.fixture
+def arbiter() -> Iterator[Arbiter]:
+    master = Arbiter(Settings(app="app:Root", workers=2), [], lambda *args: None)
+    yield master
+    master.selector.close()
+    master._wake_r.close()
+    master._wake_w.close()
+
+
+def test_a_failing_signal_handler_is_logged_and_the_next_signal_still_handled(
+    arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("handler bug")
+
+    monkeypatch.setattr(arbiter, "on_usr1", broken)
+    arbiter.signals.extend([signal.SIGUSR1, signal.SIGTTIN])
+    with caplog.at_level(logging.INFO, "morello.master"):
+        arbiter.handle_signals()
+    assert "handling SIGUSR1 failed" in caplog.text and "handler bug" in caplog.text
+    assert arbiter.target == 3  # TTIN, queued after it, was handled
+
+
+def test_ttou_at_one_worker_is_a_logged_no_op(
+    arbiter: Arbiter, caplog: pytest.LogCaptureFixture
+) -> None:
+    arbiter.signals.extend([signal.SIGTTOU] * 3)
+    arbiter.handle_signals()
+    assert arbiter.target == 1
+    assert caplog.text.count("TTOU ignored: already at 1 worker") == 2
+
+
+def record_spawns(arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch) -> list[Worker]:
+    """Make ``arbiter.spawn`` register a worker without forking; return the list of them."""
+    spawned: list[Worker] = []
+
+    def spawn() -> Worker:
+        worker = Worker(len(spawned) + 1, 1_000_000 + len(spawned), None, arbiter.generation)
+        arbiter.workers[worker.pid] = worker
+        spawned.append(worker)
+        return worker
+
+    monkeypatch.setattr(arbiter, "spawn", spawn)
+    return spawned
+
+
+def test_scaling_up_forks_a_few_workers_per_pass(
+    arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned = record_spawns(arbiter, monkeypatch)
+    arbiter.scale(2 + 3 * SPAWNS_PER_PASS)
+    counts = []
+    for _ in range(5):
+        arbiter.balance(0.0)
+        counts.append(len(spawned))
+    step = SPAWNS_PER_PASS
+    assert counts == [step, 2 * step, 3 * step, 3 * step + 2, 3 * step + 2]
