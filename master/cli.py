@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .settings import Settings, from_config_file, parse_size
+from .settings import COMMAND_LINE, Settings, from_config_file
 
 logger = logging.getLogger("morello.master")
 
@@ -16,8 +16,33 @@ logger = logging.getLogger("morello.master")
 REEXEC_FROM = "MORELLO_REEXEC_FROM"
 
 
+USAGE = """\
+usage: morello serve MODULE[:OBJECT] [options]   serve an application with a prefork master
+       morello ctl COMMAND [options]             status, scale, reload or stop a running master
+       morello serve --help, morello ctl --help  the options of each
+       morello --version"""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors fit on one line."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def version() -> str:
+    """The installed distribution's version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("morello")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
 def serve_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="morello serve",
         description="Serve a morello (CherryPy-style) or WSGI application with a prefork master.",
         argument_default=argparse.SUPPRESS,  # only flags actually given override the file
@@ -26,26 +51,27 @@ def serve_parser() -> argparse.ArgumentParser:
     add("app", metavar="MODULE[:OBJECT]",
         help="the application: a root handler class or instance, an Application, a WSGI "
              "callable or a factory; MODULE alone serves what it mounted on morello.tree")
-    add("-w", "--workers", type=int, help="worker processes (default: one per CPU)")
-    add("--threads", type=int, help="threads per worker (default 10)")
+    # Values stay text here: Settings.updated converts flags and config keys alike.
+    add("-w", "--workers", help="worker processes (default: one per CPU)")
+    add("--threads", help="threads per worker (default 10)")
     add("-b", "--bind", action="append",
         help="HOST:PORT, [V6ADDR]:PORT, unix:PATH or fd://N; repeatable (default "
              "127.0.0.1:8080)")
-    add("--backlog", type=int, help="listen queue length (default 2048)")
-    add("--unix-mode", type=lambda text: int(text, 8), help="permissions of UNIX sockets, octal")
+    add("--backlog", help="listen queue length (default 2048)")
+    add("--unix-mode", help="permissions of UNIX sockets, octal (e.g. 660)")
     add("-c", "--config", help="CherryPy-format config file (app config and master.* keys)")
     add("--preload", action="store_true", help="import the app once in the master, before forking")
-    add("--max-requests", type=int, help="recycle a worker after this many requests (0: never)")
-    add("--max-requests-jitter", type=int, help="random extra requests added to --max-requests")
-    add("-t", "--timeout", type=float, help="seconds without heartbeat before a worker is aborted")
-    add("--boot-timeout", type=float, help="seconds a new worker may take to get ready")
-    add("--request-timeout", type=float, help="seconds after which a request is logged with its "
+    add("--max-requests", help="recycle a worker after this many requests (0: never)")
+    add("--max-requests-jitter", help="random extra requests added to --max-requests")
+    add("-t", "--timeout", help="seconds without heartbeat before a worker is aborted")
+    add("--boot-timeout", help="seconds a new worker may take to get ready")
+    add("--request-timeout", help="seconds after which a request is logged with its "
         "stack and its worker recycled")
-    add("--graceful-timeout", type=float, help="seconds a draining worker gets to finish")
-    add("--max-rss", type=parse_size, help="recycle a worker above this memory (e.g. 512M)")
-    add("--max-boot-failures", type=int,
+    add("--graceful-timeout", help="seconds a draining worker gets to finish")
+    add("--max-rss", help="recycle a worker above this memory (e.g. 512M)")
+    add("--max-boot-failures",
         help="boot failures in a row after which no more workers are started (default 5)")
-    add("--max-surge", type=int, help="extra workers started at once during a rollout")
+    add("--max-surge", help="extra workers started at once during a rollout")
     add("-p", "--pidfile", help="write the master's pid to this file")
     add("-D", "--daemon", action="store_true", help="detach into the background")
     add("-u", "--user", help="switch to this user after binding")
@@ -66,7 +92,7 @@ def settings_from_args(argv: Sequence[str]) -> tuple[Settings, str]:
     settings = Settings()
     if args.get("config"):
         settings = from_config_file(args["config"], settings)
-    settings = settings.updated(args, "command line")
+    settings = settings.updated(args, COMMAND_LINE)
     settings.check()
     return settings, log_level
 
@@ -105,8 +131,13 @@ def main(argv: Sequence[str] | None = None) -> Any:
         from .ctl import main as ctl_main
 
         return ctl_main(argv[1:])
-    print("usage: morello serve MODULE[:OBJECT] [options] | morello ctl COMMAND [options]\n"
-          "       morello serve --help, morello ctl --help", file=sys.stderr)  # fmt: skip
+    if argv in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    if argv == ["--version"]:
+        print(f"morello {version()}")
+        return 0
+    print(USAGE, file=sys.stderr)
     return 2
 
 

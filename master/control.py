@@ -148,7 +148,7 @@ def control_socket(address: str, *, allow_remote: bool = False, backlog: int = 1
             raise ValueError(
                 f"control address {address!r} is not a loopback address; the control "
                 "endpoint can scale and inspect the server, so bind it to 127.0.0.1, "
-                "[::1] or a unix: socket, or explicitly allow remote access"
+                "[::1] or a unix: socket"
             )
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:

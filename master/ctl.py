@@ -2,18 +2,27 @@
 
 ::
 
-    morello ctl status --control 127.0.0.1:9100 [--json]
-    morello ctl scale 8 --control unix:/run/morello.sock
-    morello ctl reload --pidfile /run/morello.pid
-    morello ctl stop --pidfile /run/morello.pid [--wait] [--timeout 30]
+    morello ctl -c site.conf status [--json]
+    morello ctl -c site.conf scale 8
+    morello ctl -c site.conf reload
+    morello ctl -c site.conf stop [--wait] [--timeout 30]
 
-``status`` and ``scale`` talk HTTP to the master's control endpoint
-(:mod:`morello.master.control`); ``reload`` (SIGHUP: rolling restart) and
-``stop`` (SIGTERM: graceful shutdown) signal the pid in the pid file.
+Every command finds the master the same way: ``--control ADDR`` and
+``--pidfile PATH``, else the ``master.control_bind`` and ``master.pidfile``
+keys of the config file given with ``-c``. ``status`` and ``scale`` talk
+HTTP to the control endpoint (:mod:`morello.master.control`); ``reload``
+(SIGHUP: rolling restart) and ``stop`` (SIGTERM: graceful shutdown) signal
+the master, whose pid comes from the control endpoint when there is one,
+else from the pid file. A pid is signalled only once it is known to be a
+morello master: a stale pid file may name an unrelated process.
+
+POST requests carry ``Authorization: Bearer TOKEN`` when a token is known:
+``master.control_token`` of the ``-c`` file, else ``$MORELLO_CONTROL_TOKEN``.
 
 Exit status: 0 on success, 1 when the operation failed (endpoint
-unreachable or refusing, pid file missing or stale, ``--wait`` timed out),
-2 for invalid usage (bad arguments, invalid worker count).
+unreachable or refusing, pid file missing or stale, pid not a morello
+master, ``--wait`` timed out), 2 for invalid usage (bad arguments, invalid
+worker count, unreadable config file).
 """
 
 from __future__ import annotations
@@ -28,12 +37,19 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
+from .cli import Parser
 from .control import parse_address
+from .settings import MASTER_TITLE, from_config_file
 
 PROG = "morello ctl"
 DEFAULT_TIMEOUT = 10.0
+#: Environment variable holding the control token when no ``-c`` file gives one.
+TOKEN_ENV = "MORELLO_CONTROL_TOKEN"
 #: Largest pid accepted from a pid file (pid_t is 32-bit).
 MAX_PID = 2**31 - 1
 _PID = re.compile(r"[0-9]{1,10}")
@@ -69,8 +85,16 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def request(control: str, method: str, path: str, timeout: float) -> tuple[int, str]:
-    """Send one request to the control endpoint; return (status, body)."""
+def request(
+    control: str, method: str, path: str, timeout: float, token: str | None = None
+) -> tuple[int, str]:
+    """Send one request to the control endpoint; return (status, body).
+
+    ``token`` goes in an ``Authorization: Bearer`` header of POST requests.
+    """
+    headers = {"Connection": "close"}
+    if token and method == "POST":
+        headers["Authorization"] = f"Bearer {token}"
     try:
         family, where = parse_address(control)
     except ValueError as exc:
@@ -80,7 +104,7 @@ def request(control: str, method: str, path: str, timeout: float) -> tuple[int, 
     else:
         connection = http.client.HTTPConnection(where[0], where[1], timeout=timeout)
     try:
-        connection.request(method, path, headers={"Connection": "close"})
+        connection.request(method, path, headers=headers)
         response = connection.getresponse()
         return response.status, response.read().decode("utf-8", "replace")
     except (OSError, http.client.HTTPException) as exc:
@@ -90,19 +114,45 @@ def request(control: str, method: str, path: str, timeout: float) -> tuple[int, 
         connection.close()
 
 
-def _control(args: argparse.Namespace) -> str:
-    if not args.control:
-        raise CtlError(f"{args.command} needs the control endpoint: --control ADDR", 2)
-    return args.control
+@dataclass
+class Master:
+    """How to reach the master: its control endpoint, its pid file, the control token."""
+
+    control: str | None = None
+    pidfile: str | None = None
+    token: str | None = None
+
+
+def find_master(args: argparse.Namespace) -> Master:
+    """The flags, completed by the ``master.*`` keys of the ``-c`` config file."""
+    master = Master(args.control, args.pidfile)
+    if args.config:
+        try:
+            settings = from_config_file(args.config)
+        except (OSError, ValueError) as exc:
+            raise CtlError(f"cannot use config file {args.config}: {exc}", 2) from exc
+        master.control = master.control or settings.control_bind
+        master.pidfile = master.pidfile or settings.pidfile
+        master.token = settings.control_token
+    master.token = master.token or os.environ.get(TOKEN_ENV) or None
+    return master
+
+
+def _control(args: argparse.Namespace, master: Master) -> str:
+    if not master.control:
+        raise CtlError(
+            f"{args.command} needs the control endpoint: --control ADDR, "
+            "or -c FILE with master.control_bind",
+            2,
+        )
+    return master.control
 
 
 # --- signalling the master --------------------------------------------------
 
 
-def read_pid(pidfile: str | None) -> int:
+def read_pid(pidfile: str) -> int:
     """The pid in ``pidfile``, checked to be a running process."""
-    if not pidfile:
-        raise CtlError("this command needs the master's pid file: --pidfile PATH", 2)
     try:
         with open(pidfile, encoding="ascii", errors="replace") as handle:
             text = handle.read(64).strip()
@@ -116,6 +166,51 @@ def read_pid(pidfile: str | None) -> int:
     pid = int(text)
     if process_gone(pid):
         raise CtlError(f"stale pid file {pidfile}: process {pid} is not running")
+    return pid
+
+
+def check_master(pid: int, origin: str) -> None:
+    """Refuse ``pid`` unless it is a morello master: its title, else its command line says so."""
+    try:
+        words = psutil.Process(pid).cmdline()
+    except psutil.NoSuchProcess:
+        raise CtlError(f"process {pid} (from {origin}) is not running") from None
+    except psutil.Error as exc:
+        raise CtlError(f"cannot tell whether process {pid} is a morello master: {exc}") from exc
+    # setproctitle leaves the title in the first word and blanks the others.
+    command = " ".join(word for word in words if word)
+    started_as_master = "serve" in words and any(
+        word == "morello.master" or os.path.basename(word) == "morello" for word in words
+    )
+    if not (command.startswith(f"{MASTER_TITLE} [") or started_as_master):
+        raise CtlError(
+            f"process {pid} (from {origin}) is not a morello master "
+            f"({command[:60] or 'no command line'!r}); not signalling it"
+        )
+
+
+def master_pid(args: argparse.Namespace, master: Master) -> int:
+    """The master's pid, from the control endpoint if known, else from the pid file; verified."""
+    if master.control:
+        pid, origin = pid_from_status(master.control, args.timeout), master.control
+    elif master.pidfile:
+        pid, origin = read_pid(master.pidfile), f"pid file {master.pidfile}"
+    else:
+        raise CtlError(
+            f"{args.command} needs the master: --pidfile PATH, --control ADDR, or -c FILE "
+            "with master.pidfile or master.control_bind",
+            2,
+        )
+    check_master(pid, origin)
+    return pid
+
+
+def pid_from_status(control: str, timeout: float) -> int:
+    """The master's pid as its control endpoint's ``/status`` reports it."""
+    status = get_status(control, timeout)
+    pid = status.get("master", {}).get("pid") if isinstance(status.get("master"), dict) else None
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID:
+        raise CtlError(f"the control endpoint at {control} reported no master pid")
     return pid
 
 
@@ -222,43 +317,56 @@ def format_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    code, body = request(_control(args), "GET", "/status", args.timeout)
+def status_body(control: str, timeout: float) -> str:
+    """The raw ``/status`` document."""
+    code, body = request(control, "GET", "/status", timeout)
     if code != 200:
         raise CtlError(f"status failed: HTTP {code}: {body.strip()[:200]}")
-    if args.json:
-        print(body.rstrip())
-        return 0
+    return body
+
+
+def get_status(control: str, timeout: float) -> dict[str, Any]:
+    """The ``/status`` document, parsed."""
+    body = status_body(control, timeout)
     try:
         status = json.loads(body)
     except ValueError as exc:
         raise CtlError(f"status failed: the endpoint sent invalid JSON ({exc})") from exc
     if not isinstance(status, dict):
         raise CtlError("status failed: the endpoint sent JSON that is not an object")
-    print(format_status(status))
+    return status
+
+
+def cmd_status(args: argparse.Namespace, master: Master) -> int:
+    control = _control(args, master)
+    if args.json:
+        print(status_body(control, args.timeout).rstrip())
+    else:
+        print(format_status(get_status(control, args.timeout)))
     return 0
 
 
-def cmd_scale(args: argparse.Namespace) -> int:
+def cmd_scale(args: argparse.Namespace, master: Master) -> int:
     workers = args.workers
     if not _WORKERS.fullmatch(workers):
         raise CtlError(f"invalid worker count {workers!r}: expected a whole number", 2)
-    code, body = request(_control(args), "POST", f"/scale?workers={workers}", args.timeout)
+    control = _control(args, master)
+    code, body = request(control, "POST", f"/scale?workers={workers}", args.timeout, master.token)
     if code != 200:
         raise CtlError(f"scale refused: HTTP {code}: {body.strip()[:200]}")
     print(f"scaling to {workers} worker(s)")
     return 0
 
 
-def cmd_reload(args: argparse.Namespace) -> int:
-    pid = read_pid(args.pidfile)
+def cmd_reload(args: argparse.Namespace, master: Master) -> int:
+    pid = master_pid(args, master)
     send_signal(pid, signal.SIGHUP)
     print(f"sent SIGHUP to master {pid}: rolling restart")
     return 0
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
-    pid = read_pid(args.pidfile)
+def cmd_stop(args: argparse.Namespace, master: Master) -> int:
+    pid = master_pid(args, master)
     send_signal(pid, signal.SIGTERM)
     if not args.wait:
         print(f"sent SIGTERM to master {pid}: graceful stop")
@@ -275,6 +383,14 @@ def _add_common_options(parser: argparse.ArgumentParser, main: bool) -> None:
     def default(value: Any) -> Any:
         return value if main else argparse.SUPPRESS
 
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=default(None),
+        help="the master's config file: its master.control_bind, master.pidfile and "
+        "master.control_token keys say where the master is",
+    )
     parser.add_argument(
         "--control",
         metavar="ADDR",
@@ -295,9 +411,7 @@ def _add_common_options(parser: argparse.ArgumentParser, main: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``morello ctl`` argument parser; options go before or after the command."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Inspect and steer a running morello master."
-    )
+    parser = Parser(prog=PROG, description="Inspect and steer a running morello master.")
     _add_common_options(parser, main=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -331,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: --timeout must be positive", file=sys.stderr)
         return 2
     try:
-        return args.handler(args)
+        return args.handler(args, find_master(args))
     except CtlError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.status

@@ -29,6 +29,8 @@ from .workers import Worker
 
 logger = logging.getLogger("morello.master")
 
+#: Exit status when the settings cannot work: an address in use, an unknown user...
+EXIT_CANNOT_START = 2
 #: Exit status when the app cannot be imported in the master (``preload``).
 EXIT_PRELOAD_FAILED = 3
 
@@ -58,7 +60,7 @@ class Launch:
             self.sockets = self.take_sockets()
         except (OSError, ValueError) as exc:
             logger.error("cannot listen: %s", exc)
-            return 1
+            return EXIT_CANNOT_START
         if settings.preload:
             try:
                 if self.app is None:
@@ -74,9 +76,9 @@ class Launch:
         except (OSError, ValueError, KeyError) as exc:
             logger.error("cannot start: %s", exc)
             self.close_sockets()
-            return 1
+            return EXIT_CANNOT_START
         self.write_pidfile()
-        setproctitle(f"morello: master [{settings.title_name}]")
+        setproctitle(settings.master_title)
         arbiter = Arbiter(settings, self.sockets, self.spawn_worker, control, self.remove_pidfile)
         self.target_workers = lambda: arbiter.target
         if control is None and settings.control_bind:

@@ -13,24 +13,46 @@ CherryPy-format config file the settings live in ``[global]`` under the
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from morello.configfile import load as load_config
 
+#: Start of the master's process title, ``morello: master [NAME]``.
+MASTER_TITLE = "morello: master"
+
 _SIZE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*")
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
+#: What each kind of value looks like, for error messages.
+EXPECTED = {
+    "int": "a whole number like 4",
+    "float": "a number of seconds like 30 or 2.5",
+    "size": "a size like 512M (bytes, or a K, M, G or T suffix)",
+    "bool": "True or False",
+    "mode": "an octal mode like 660",
+}
+
+#: ``source`` of :meth:`Settings.updated` for flags: errors then name the flag.
+COMMAND_LINE = "command line"
+
+
+def _expected(kind: str, value: Any) -> ValueError:
+    return ValueError(f"expected {EXPECTED[kind]}, got {value!r}")
+
+
 def parse_size(value: int | str | None) -> int | None:
     """Bytes from ``512M``, ``1.5G``, ``1048576``...; None stays None."""
-    if value is None or isinstance(value, int):
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         return value
-    match = _SIZE.fullmatch(str(value))
+    match = _SIZE.fullmatch(str(value)) if isinstance(value, str) else None
     if not match:
-        raise ValueError(f"not a size: {value!r} (use bytes or a suffix K, M, G)")
+        raise _expected("size", value)
     number, unit = match.groups()
     return int(float(number) * _SIZE_UNITS[unit.lower()])
 
@@ -70,6 +92,8 @@ class Settings:
     user: str | None = None
     group: str | None = None
     control_bind: str | None = None
+    #: Secret every POST to the control endpoint must present (``Authorization: Bearer``).
+    control_token: str | None = None
     reload: bool = False
     heartbeat_interval: float = 1.0
     #: New workers started ahead of retiring old ones during a rollout.
@@ -91,6 +115,8 @@ class Settings:
         for name in ("workers", "threads", "backlog", "max_surge", "max_boot_failures"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        if self.control_token is not None and not self.control_token.strip():
+            raise ValueError("control_token must not be empty")
         for name in ("max_requests", "max_requests_jitter"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, not {getattr(self, name)!r}")
@@ -109,40 +135,68 @@ class Settings:
     def title_name(self) -> str:
         return self.name or self.app
 
+    @property
+    def master_title(self) -> str:
+        """The master's process title, by which ``morello ctl`` recognizes it."""
+        return f"{MASTER_TITLE} [{self.title_name}]"
+
     def updated(self, values: dict[str, Any], source: str) -> Settings:
-        """A copy with ``values`` applied, each converted to the field's type."""
+        """A copy with ``values`` applied, each converted to the field's type.
+
+        Errors name ``source`` and the setting as it is spelled there.
+        """
         known = {f.name: f for f in dataclasses.fields(self)}
         changes = {}
         for key, value in values.items():
             if key not in known:
                 raise ValueError(f"{source}: unknown master setting {key!r}")
-            changes[key] = _convert(key, value, source)
+            try:
+                changes[key] = convert(key, value)
+            except ValueError as exc:
+                if source == COMMAND_LINE:
+                    raise ValueError(f"--{key.replace('_', '-')}: {exc}") from None
+                raise ValueError(f"{source}: master.{key}: {exc}") from None
         return dataclasses.replace(self, **changes)
 
 
-def _convert(key: str, value: Any, source: str) -> Any:
+def convert(key: str, value: Any) -> Any:
+    """``value`` (from a flag or a config file) as setting ``key`` holds it.
+
+    Raises ValueError saying what was expected.
+    """
     # Annotations are strings here (postponed evaluation): "int", "float | None"...
     kind = Settings.__dataclass_fields__[key].type
-    try:
-        if key == "max_rss":
-            return parse_size(value)
-        if key == "bind":
-            return [value] if isinstance(value, str) else [str(item) for item in value]
-        if key == "unix_mode" and isinstance(value, str):
-            return int(value, 8)
-        if value is None and kind.endswith("| None"):
-            return None
-        if kind == "bool":
-            if not isinstance(value, bool):
-                raise ValueError("expected True or False")
-            return value
-        if kind.startswith("int"):
-            return int(value)
-        if kind.startswith("float"):
-            return float(value)
+    if key == "max_rss":
+        return parse_size(value)
+    if key == "bind":
+        return [value] if isinstance(value, str) else [str(item) for item in value]
+    if value is None and kind.endswith("| None"):
+        return None
+    if key == "unix_mode":
+        return _number(value, "mode", lambda v: int(v, 8) if isinstance(v, str) else int(v))
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise _expected("bool", value)
         return value
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{source}: bad value for master.{key}: {value!r} ({exc})") from None
+    if kind.startswith("int"):
+        if isinstance(value, float) and not value.is_integer():
+            raise _expected("int", value)
+        return _number(value, "int", int)
+    if kind.startswith("float"):
+        return _number(value, "float", float)
+    return value
+
+
+def _number(value: Any, kind: str, parse: Callable[[Any], Any]) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _expected(kind, value)
+    try:
+        number = parse(value)
+    except ValueError:
+        raise _expected(kind, value) from None
+    if not math.isfinite(number):
+        raise _expected(kind, value)
+    return number
 
 
 def from_config_file(path: str, base: Settings | None = None) -> Settings:

@@ -106,6 +106,9 @@ def test_ctl_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 
 CHILD = r"""
 import signal, sys
+import setproctitle
+# What "morello ctl" recognizes a master by.
+setproctitle.setproctitle("morello: master [ctl-test]")
 exit_on_term = sys.argv[1] == "exit"
 
 def record(signum, frame):
@@ -228,3 +231,111 @@ def test_ctl_bad_pid_files(
     err = capsys.readouterr().err
     assert err.startswith("morello ctl: error: ") and message in err
     assert err.count("\n") == 1
+
+
+# --- morello ctl: which process it signals -------------------------------------
+
+
+@pytest.fixture
+def unrelated(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process that is not a morello master (what a reused pid may name)."""
+    proc = subprocess.Popen(["sleep", "30"])
+    yield proc
+    proc.kill()
+    proc.wait(DEADLINE)
+
+
+@pytest.mark.parametrize("command", ["reload", "stop"])
+def test_ctl_refuses_to_signal_a_process_that_is_not_a_master(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    unrelated: subprocess.Popen[bytes],
+    command: str,
+) -> None:
+    path = tmp_path / "morello.pid"
+    path.write_text(f"{unrelated.pid}\n")
+    assert ctl.main([command, "--pidfile", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"morello ctl: error: process {unrelated.pid} (from pid file {path})")
+    assert "is not a morello master" in err and err.count("\n") == 1
+    # Both signals would have ended it: it is still there, untouched.
+    with pytest.raises(subprocess.TimeoutExpired):
+        unrelated.wait(0.2)
+
+
+def test_ctl_refuses_a_pid_reported_by_the_control_endpoint_that_is_not_a_master(
+    endpoint: Endpoint, capsys: pytest.CaptureFixture[str], unrelated: subprocess.Popen[bytes]
+) -> None:
+    endpoint.app.document["master"]["pid"] = unrelated.pid
+    assert ctl.main(["stop", "--control", endpoint.address]) == 1
+    assert "is not a morello master" in capsys.readouterr().err
+    with pytest.raises(subprocess.TimeoutExpired):
+        unrelated.wait(0.2)
+
+
+# --- morello ctl: one way to find the master -----------------------------------
+
+ALL_FLAGS = ["-c", "site.conf", "--control", "127.0.0.1:1", "--pidfile", "m.pid", "--timeout", "3"]
+
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["status", "--json"], ["scale", "3"], ["reload"], ["stop", "--wait"]]
+)
+def test_every_command_takes_the_same_flags(command: list[str]) -> None:
+    for argv in ([*command, *ALL_FLAGS], [*ALL_FLAGS, *command]):
+        args = ctl.build_parser().parse_args(argv)
+        assert (args.config, args.control, args.pidfile, args.timeout) == (
+            "site.conf", "127.0.0.1:1", "m.pid", 3.0
+        )  # fmt: skip
+
+
+def write_config(tmp_path: Path, **master: str) -> str:
+    path = tmp_path / "site.conf"
+    lines = [f"master.{key} = {value!r}" for key, value in master.items()]
+    path.write_text("[global]\n" + "\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_ctl_reads_the_pidfile_from_the_config_file(
+    tmp_path: Path, child: Child, pidfile: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, pidfile=pidfile)
+    assert ctl.main(["reload", "-c", config]) == 0
+    assert child.readline() == "SIGHUP"
+    assert ctl.main(["stop", "--config", config, "--wait"]) == 0
+    assert child.readline() == "SIGTERM"
+    assert child.proc.wait(DEADLINE) == 0
+
+
+def test_ctl_reads_the_control_endpoint_from_the_config_file(
+    tmp_path: Path, endpoint: Endpoint, child: Child, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, control_bind=endpoint.address)
+    assert ctl.main(["-c", config, "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == endpoint.app.document
+    assert ctl.main(["scale", "4", "-c", config]) == 0
+    assert endpoint.app.scaled == [4]
+    # reload and stop signal the pid the endpoint reports.
+    endpoint.app.document["master"]["pid"] = child.proc.pid
+    assert ctl.main(["reload", "-c", config]) == 0
+    assert child.readline() == "SIGHUP"
+
+
+def test_ctl_flags_override_the_config_file(
+    tmp_path: Path, endpoint: Endpoint, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, control_bind="unix:/nonexistent/control.sock")
+    assert ctl.main(["status", "-c", config, "--control", endpoint.address]) == 0
+
+
+def test_ctl_config_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.conf"
+    assert ctl.main(["status", "-c", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"morello ctl: error: cannot use config file {missing}")
+    assert err.count("\n") == 1
+    config = write_config(tmp_path, workers="2")  # no endpoint, no pid file in it
+    assert ctl.main(["status", "-c", config]) == 2
+    assert "master.control_bind" in capsys.readouterr().err
+    assert ctl.main(["stop", "-c", config]) == 2
+    assert "master.pidfile" in capsys.readouterr().err
