@@ -38,11 +38,12 @@ from morello.log_files import reopen_log_files
 from . import systemd
 from .channel import MAX_MESSAGE, ChannelError
 from .cli import REEXEC_FROM
+from .control import Conflict
 from .ctl import process_gone
 from .metrics import StatsBook, prometheus_text
 from .reloader import FileWatcher
 from .settings import Settings
-from .workers import State, Worker
+from .workers import State, Worker, default_max_workers
 
 logger = logging.getLogger("morello.master")
 
@@ -78,11 +79,15 @@ class Arbiter:
         self.spawn_worker = spawn_worker
         self.control = control
         if control is not None:
-            control.app = self
+            self._attach_control(control)
         #: Tried again each tick while the endpoint cannot be opened yet (after USR2).
         self.open_control: Callable[[], Any] | None = None
         self.on_exit = on_exit
         self.target = settings.workers
+        self.max_workers = settings.max_workers or default_max_workers(settings.workers)
+        #: Set when the current generation's workers say the app cannot share its
+        #: state with other worker processes (RAM sessions): where it keeps it.
+        self.single_process: str | None = None
         self.generation = 1
         self.workers: dict[int, Worker] = {}
         self.stats = StatsBook()
@@ -234,9 +239,22 @@ class Arbiter:
         logger.info("started new master %d; send TERM to %d once it serves", pid, os.getpid())
 
     def scale(self, workers: int) -> None:
-        """Run ``workers`` workers from now on (at least one)."""
+        """Run ``workers`` workers from now on (at least one, at most ``max_workers``).
+
+        Raises ValueError for a number out of bounds, :class:`Conflict` when the
+        application can only run in one worker process.
+        """
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"the number of workers must be a whole number >= 1, not {workers!r}")
+        if workers > self.max_workers:
+            raise ValueError(
+                f"{workers} is above max_workers={self.max_workers} (--max-workers)"
+            )
+        if workers > 1 and self.single_process:
+            raise Conflict(
+                f"the application keeps sessions in RAM ({self.single_process}), which "
+                "other worker processes cannot see; use file, memcached or redis sessions"
+            )
         if workers != self.target:
             logger.info("scaling from %d to %d worker(s)", self.target, workers)
         self.target = workers
@@ -399,6 +417,9 @@ class Arbiter:
         if kind == "ready" and worker.state is State.BOOTING:
             worker.state, worker.ready_at = State.READY, now
             self.boot_failures = 0
+            if worker.generation == self.generation:
+                where = message.get("single_process")
+                self.single_process = str(where)[:200] if where else None
             logger.info("worker %d (pid %d) ready in %.2fs", worker.id, worker.pid,
                         now - worker.started)  # fmt: skip
         elif kind == "heartbeat":
@@ -438,9 +459,14 @@ class Arbiter:
             control, self.open_control = None, None
         if control is not None:
             self.open_control, self.control = None, control
-            control.app = self
+            self._attach_control(control)
             control.register(self.selector)
             logger.info("control endpoint open")
+
+    def _attach_control(self, control: Any) -> None:
+        # The token comes with the app: until then every route answers 503.
+        control.token = self.settings.control_token
+        control.app = self
 
     def check_deadlines(self, worker: Worker, now: float) -> None:
         if worker.kill_at is not None and now >= worker.kill_at:
@@ -603,6 +629,7 @@ class Arbiter:
                 "uptime": round(now - self.started, 3),
                 "generation": self.generation,
                 "target_workers": self.target,
+                "max_workers": self.max_workers,
                 "restarts": self.restarts,
                 "state": self.stopping or ("halted" if self.halted else "running"),
                 "halted": self.halted,

@@ -10,7 +10,9 @@ Worker to master:
 ``booting``
     Sent first, before the application is imported.
 ``ready``
-    The application is imported and every server accepts connections.
+    The application is imported and every server accepts connections;
+    ``single_process`` says where the app keeps state other worker processes
+    cannot see (RAM sessions), or is null.
 ``heartbeat``
     Every ``heartbeat_interval`` seconds, with cumulative counters
     (see :func:`heartbeat_fields`): ``requests``, ``in_flight``,

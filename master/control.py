@@ -17,23 +17,30 @@ The master is single-threaded (it forks, so it runs no threads): it owns a
         control.expire()                              # close slow or idle clients
     control.close()
 
-Routes: ``GET /healthz``, ``GET /readyz``, ``GET /status`` (JSON),
-``GET /metrics`` (Prometheus text) and ``POST /scale?workers=N``; ``HEAD``
-works wherever ``GET`` does. Each connection carries exactly one request and
-gets ``Connection: close``. Request bodies are refused (413), request heads
-are limited to :data:`MAX_HEAD` bytes (431), and a client that has not sent a
-complete request within ``timeout`` seconds is disconnected. Sockets are
-non-blocking and responses that do not fit in the socket buffer are written
-as the client reads them, so a client can never stall the master.
+Routes: ``GET /`` (the list of routes), ``GET /healthz``, ``GET /readyz``,
+``GET /status`` (JSON), ``GET /metrics`` (Prometheus text) and
+``POST /scale?workers=N``; ``HEAD`` works wherever ``GET`` does. Each connection
+carries exactly one request and gets ``Connection: close``. Request bodies
+are refused (413), request heads are limited to :data:`MAX_HEAD` bytes
+(431), and a client that has not sent a complete request within ``timeout``
+seconds is disconnected. Sockets are non-blocking and responses that do not
+fit in the socket buffer are written as the client reads them, so a client
+can never stall the master.
 
 The endpoint can scale the server, so :func:`control_socket` refuses
 addresses other than loopback unless ``allow_remote`` is set; a UNIX socket is
-created with mode 0600.
+created with mode 0600. A web page must not reach it through the visitor's
+browser (a cross-site request, or DNS rebinding: a name of the attacker's
+that resolves to 127.0.0.1), so every request that carries an ``Origin``
+header, or whose ``Host`` is not the endpoint's own address, is refused
+(403); see :class:`HostCheck`. With a ``token``, every POST must also carry
+``Authorization: Bearer TOKEN`` (else 401).
 """
 
 from __future__ import annotations
 
 import errno
+import hmac
 import http
 import ipaddress
 import json
@@ -93,7 +100,12 @@ class ControlApp(Protocol):
         """Prometheus text exposition (``/metrics``)."""
 
     def scale(self, workers: int) -> None:
-        """Set the number of workers; ValueError (with a message for the client) if invalid."""
+        """Set the number of workers.
+
+        Raise :class:`Conflict` (409) when the master cannot run that many in
+        its state, ValueError (400) when the number is invalid; the message
+        goes to the client.
+        """
 
 
 # --- addresses -------------------------------------------------------------
@@ -210,10 +222,67 @@ def _bind_unix(path: str) -> socket.socket:
 class _HTTPError(Exception):
     """A request that gets an error response instead of reaching a route."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
+
+
+class Conflict(ValueError):
+    """A valid request the master cannot honour in its current state (409)."""
+
+
+class HostCheck:
+    """Which ``Host`` headers name this endpoint (the defence against DNS rebinding).
+
+    TCP: the bound IP literal or ``localhost``, with or without the bound
+    port (any IP literal when bound to a wildcard address: a rebinding
+    attack needs a host *name*). UNIX socket: ``localhost`` (what
+    ``morello ctl`` and curl send), with any port. A request without
+    ``Host`` is accepted: browsers always send one.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+        self.port: int | None = None
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host, port = sock.getsockname()[:2]
+            self.ip, self.port = ipaddress.ip_address(host), port
+
+    def allows(self, value: str) -> bool:
+        """Whether the ``Host`` header ``value`` names this endpoint."""
+        value = value.lower()
+        if value.startswith("["):
+            host, _, rest = value[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else None
+            if rest and port is None:
+                return False
+        else:
+            host, sep, port_text = value.partition(":")
+            port = port_text if sep else None
+        if port is not None and not (
+            _PORT.fullmatch(port) and self.port in (None, int(port))
+        ):
+            return False
+        if host == "localhost":
+            return True
+        if self.ip is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False  # a name: it may be the attacker's, resolving to us
+        return ip == self.ip or self.ip.is_unspecified
+
+    def describe(self) -> str:
+        """The accepted forms, for the 403 message."""
+        if self.ip is None:
+            return "localhost"
+        literal = f"[{self.ip}]" if self.ip.version == 6 else str(self.ip)
+        return f"{literal}:{self.port} or localhost:{self.port}"
 
 
 @dataclass
@@ -390,6 +459,8 @@ class ControlServer:
     before privileges are dropped, the master object comes after); until
     then every route answers 503.
 
+    ``token``, when set, is the secret every POST must present as
+    ``Authorization: Bearer TOKEN`` (it may be assigned later, like ``app``).
     ``timeout`` bounds how long a client may take to send its request or to
     read the response; ``max_connections`` bounds open connections (the
     oldest unfinished one is closed to make room, or the new one is refused
@@ -401,6 +472,7 @@ class ControlServer:
         sock: socket.socket,
         app: ControlApp | None,
         *,
+        token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         clock: Callable[[], float] = time.monotonic,
@@ -408,6 +480,8 @@ class ControlServer:
         sock.setblocking(False)
         self.sock = sock
         self.app = app
+        self.token = token
+        self.hosts = HostCheck(sock)
         self.timeout = timeout
         self.max_connections = max_connections
         self.clock = clock
@@ -523,23 +597,64 @@ class ControlServer:
         return response
 
     def _route(self, request: _Request) -> bytes:
+        try:
+            self._check_caller(request)
+        except _HTTPError as error:
+            return _response(error.status, error.message + "\n", headers=error.headers)
         route = _ROUTES.get(request.path)
         if route is None:
             return _response(404, f"no such endpoint: {request.path[:80]}\n")
-        methods, handler = route
+        methods, handler, _ = route
         allowed = methods + ("HEAD",) if "GET" in methods else methods
         if request.method not in allowed:
             message = f"{request.method} is not allowed here\n"
             return _response(405, message, headers=(("Allow", ", ".join(allowed)),))
-        if self.app is None:
-            return _response(503, "the master is starting\n")
         try:
+            if request.method == "POST":
+                self._check_token(request)
+            if self.app is None:
+                return _response(503, "the master is starting\n")
             return handler(self, request)
         except _HTTPError as error:
-            return _response(error.status, error.message + "\n")
+            return _response(error.status, error.message + "\n", headers=error.headers)
         except Exception as exc:  # the master must keep running whatever the app does
             log.exception("control endpoint: %s %s failed", request.method, request.path)
             return _response(500, f"internal error: {type(exc).__name__}\n")
+
+    def _check_caller(self, request: _Request) -> None:
+        """Refuse requests made by a web page in a browser (see :class:`HostCheck`)."""
+        if "origin" in request.headers:
+            raise _HTTPError(
+                403, "requests from web pages (with an Origin header) are not accepted"
+            )
+        hosts = request.headers.get("host", [])
+        if len(hosts) > 1:
+            raise _HTTPError(400, "more than one Host header")
+        if hosts and not self.hosts.allows(hosts[0]):
+            raise _HTTPError(
+                403,
+                f"Host {hosts[0][:80]!r} is not this endpoint's address "
+                f"(use {self.hosts.describe()})",
+            )
+
+    def _check_token(self, request: _Request) -> None:
+        if not self.token:
+            return
+        given = request.headers.get("authorization", [])
+        expected = f"Bearer {self.token}".encode()
+        # Constant time: the comparison must not tell how much of a guess was right.
+        if len(given) != 1 or not hmac.compare_digest(given[0].encode("latin-1"), expected):
+            raise _HTTPError(
+                401,
+                "this endpoint needs Authorization: Bearer <master.control_token> for POST",
+                (("WWW-Authenticate", 'Bearer realm="morello"'),),
+            )
+
+    def _index(self, request: _Request) -> bytes:
+        lines = [f"{' '.join(methods):4} {path:22} {about}" for path, (methods, _, about) in (
+            _ROUTES.items()
+        )]  # fmt: skip
+        return _response(200, "morello control endpoint\n" + "\n".join(lines) + "\n")
 
     def _healthz(self, request: _Request) -> bytes:
         return _response(200, "ok") if self.app.healthy() else _response(503, "unhealthy")
@@ -570,15 +685,18 @@ class ControlServer:
         try:
             self.app.scale(workers)
         except ValueError as exc:
-            raise _HTTPError(400, f"cannot scale to {workers} workers: {exc}") from exc
+            status = 409 if isinstance(exc, Conflict) else 400
+            raise _HTTPError(status, f"cannot scale to {workers} workers: {exc}") from exc
         body = json.dumps({"workers": workers}) + "\n"
         return _response(200, body, content_type="application/json")
 
 
-_ROUTES: dict[str, tuple[tuple[str, ...], _Handler]] = {
-    "/healthz": (("GET",), ControlServer._healthz),
-    "/readyz": (("GET",), ControlServer._readyz),
-    "/status": (("GET",), ControlServer._status),
-    "/metrics": (("GET",), ControlServer._metrics),
-    "/scale": (("POST",), ControlServer._scale),
+#: Path: (methods, handler, what it is for, as ``GET /`` lists it).
+_ROUTES: dict[str, tuple[tuple[str, ...], _Handler, str]] = {
+    "/": (("GET",), ControlServer._index, "this list"),
+    "/healthz": (("GET",), ControlServer._healthz, "200 while the master runs"),
+    "/readyz": (("GET",), ControlServer._readyz, "200 when workers are ready to serve"),
+    "/status": (("GET",), ControlServer._status, "the master and its workers (JSON)"),
+    "/metrics": (("GET",), ControlServer._metrics, "Prometheus metrics"),
+    "/scale": (("POST",), ControlServer._scale, "?workers=N: run N workers from now on"),
 }

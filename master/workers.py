@@ -1,4 +1,4 @@
-"""What the master knows about each worker process."""
+"""What the master knows about each worker process, and how many it may run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from .channel import MessageReader
+from .settings import default_workers
+
+#: Default ``max_workers``: this many per CPU...
+WORKERS_PER_CPU = 4
+#: ...but no more than one per this much memory (a worker with its app and threads).
+MEMORY_PER_WORKER = 128 << 20
+
+
+def default_max_workers(workers: int) -> int:
+    """The ``max_workers`` used when none is configured: never below ``workers``."""
+    by_memory = psutil.virtual_memory().total // MEMORY_PER_WORKER
+    return max(workers, 1, min(WORKERS_PER_CPU * default_workers(), by_memory))
 
 
 class State(enum.Enum):

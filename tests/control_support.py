@@ -150,7 +150,9 @@ def connect(address: str) -> socket.socket:
     return sock
 
 
-def fetch(address: str, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+def fetch(
+    address: str, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """One request with http.client: (status, lower-cased headers, body)."""
     family, where = parse_address(address)
     if family == socket.AF_UNIX:
@@ -158,10 +160,10 @@ def fetch(address: str, method: str, path: str) -> tuple[int, dict[str, str], by
     else:
         connection = http.client.HTTPConnection(*where, timeout=DEADLINE)
     try:
-        connection.request(method, path)
+        connection.request(method, path, headers=headers or {})
         response = connection.getresponse()
-        headers = {name.lower(): value for name, value in response.getheaders()}
-        return response.status, headers, response.read()
+        received = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, received, response.read()
     finally:
         connection.close()
 

@@ -135,10 +135,12 @@ class MasterProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def control(self, method: str, path: str) -> tuple[int, str]:
+    def control(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, str]:
         connection = UnixHTTPConnection(self.control_path, timeout=5.0)
         try:
-            connection.request(method, path)
+            connection.request(method, path, headers=headers or {})
             response = connection.getresponse()
             return response.status, response.read().decode()
         finally:

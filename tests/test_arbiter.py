@@ -11,10 +11,11 @@ import logging
 import signal
 from collections.abc import Iterator
 
+import psutil
 import pytest
 from morello.master.arbiter import SPAWNS_PER_PASS, Arbiter
-from morello.master.settings import Settings
-from morello.master.workers import Worker
+from morello.master.settings import Settings, default_workers
+from morello.master.workers import WORKERS_PER_CPU, Worker, default_max_workers
 
 
 @pytest.fixture
@@ -67,6 +68,7 @@ def test_scaling_up_forks_a_few_workers_per_pass(
     arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spawned = record_spawns(arbiter, monkeypatch)
+    arbiter.max_workers = 100
     arbiter.scale(2 + 3 * SPAWNS_PER_PASS)
     counts = []
     for _ in range(5):
@@ -74,3 +76,26 @@ def test_scaling_up_forks_a_few_workers_per_pass(
         counts.append(len(spawned))
     step = SPAWNS_PER_PASS
     assert counts == [step, 2 * step, 3 * step, 3 * step + 2, 3 * step + 2]
+
+
+def test_scale_is_bounded_by_max_workers(arbiter: Arbiter) -> None:
+    assert arbiter.max_workers == default_max_workers(2)
+    with pytest.raises(ValueError, match=f"max_workers={arbiter.max_workers}"):
+        arbiter.scale(999_999)
+    arbiter.scale(arbiter.max_workers)
+    assert arbiter.target == arbiter.max_workers
+
+
+@pytest.mark.parametrize("memory_mib", [64, 1024, 1 << 20])
+def test_default_max_workers_follows_cpus_and_memory(
+    monkeypatch: pytest.MonkeyPatch, memory_mib: int
+) -> None:
+    total = memory_mib << 20
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"total": total}))
+    for workers in (1, 3, 100):
+        cap = default_max_workers(workers)
+        assert cap >= workers  # the configured number always fits
+        assert cap == workers or cap <= WORKERS_PER_CPU * default_workers()
+        assert cap == workers or cap <= total // (100 << 20)
+    if memory_mib >= 1 << 20:
+        assert default_max_workers(1) == WORKERS_PER_CPU * default_workers()

@@ -122,6 +122,85 @@ def test_no_app_yet_answers_503(start: Callable[..., Endpoint]) -> None:
     assert fetch(endpoint.address, "GET", "/nope")[0] == 404
 
 
+def test_index_lists_every_endpoint(endpoint: Endpoint) -> None:
+    status, headers, body = fetch(endpoint.address, "GET", "/")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    listed = {line.split()[1]: line.split()[0] for line in body.decode().splitlines()[1:]}
+    assert {"/", "/healthz", "/readyz", "/status", "/metrics", "/scale"} <= set(listed)
+    for path, method in listed.items():
+        # Each listed route exists: a GET route answers, /scale wants its parameter.
+        assert fetch(endpoint.address, method, path)[0] in (200, 400), path
+    assert endpoint.app.scaled == []
+
+
+# --- callers: browsers, DNS rebinding, the token -------------------------------
+
+
+def test_cross_site_request_is_refused(endpoint: Endpoint) -> None:
+    attacker = {"Host": "attacker.example", "Origin": "http://attacker.example"}
+    status, _, body = fetch(endpoint.address, "POST", "/scale?workers=3", attacker)
+    assert status == 403 and body.count(b"\n") == 1
+    assert endpoint.app.scaled == []
+    assert_still_serving(endpoint.address)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://127.0.0.1"},  # a page served from loopback still is a page
+        {"Origin": "null"},
+        {"Host": "attacker.example"},  # DNS rebinding: the attacker's name, our address
+        {"Host": "localhost.attacker.example"},
+        {"Host": "127.0.0.2"},
+        {"Host": "[::1]"},
+    ],
+)
+@pytest.mark.parametrize(("method", "path"), [("POST", "/scale?workers=3"), ("GET", "/status")])
+def test_requests_from_browsers_are_refused(
+    endpoint: Endpoint, headers: dict[str, str], method: str, path: str
+) -> None:
+    status, _, body = fetch(endpoint.address, method, path, headers)
+    assert status == 403, body
+    assert body.count(b"\n") == 1 and len(body) < 200
+    assert endpoint.app.scaled == []
+
+
+def test_host_with_another_port_is_refused(start: Callable[..., Endpoint]) -> None:
+    endpoint = start("tcp")
+    port = int(endpoint.address.rpartition(":")[2])
+    status, _, body = fetch(endpoint.address, "GET", "/status", {"Host": f"127.0.0.1:{port + 1}"})
+    assert status == 403 and str(port).encode() in body
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_own_address_is_accepted(start: Callable[..., Endpoint], kind: str) -> None:
+    endpoint = start(kind)
+    hosts = ["localhost", "LocalHost"]
+    if kind == "tcp":
+        port = endpoint.address.rpartition(":")[2]
+        hosts += ["127.0.0.1", f"127.0.0.1:{port}", f"localhost:{port}"]
+    for host in hosts:
+        assert fetch(endpoint.address, "POST", "/scale?workers=2", {"Host": host})[0] == 200, host
+    # Without any Host header (not a browser): accepted too.
+    assert exchange(endpoint.address, b"GET /healthz HTTP/1.0\r\n\r\n")[::2] == (200, b"ok")
+
+
+def test_token_is_required_for_post(start: Callable[..., Endpoint]) -> None:
+    endpoint = start("tcp", token="s3cret-token")
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"},
+                    {"Authorization": "Bearer s3cret-token-and-more"}):  # fmt: skip
+        status, received, body = fetch(endpoint.address, "POST", "/scale?workers=3", headers)
+        assert status == 401, headers
+        assert received["www-authenticate"].startswith("Bearer")
+        assert b"Authorization: Bearer" in body and b"s3cret" not in body
+    assert endpoint.app.scaled == []
+    good = {"Authorization": "Bearer s3cret-token"}
+    assert fetch(endpoint.address, "POST", "/scale?workers=3", good)[0] == 200
+    assert endpoint.app.scaled == [3]
+    # Reading needs no token.
+    assert fetch(endpoint.address, "GET", "/status")[0] == 200
+
+
 # --- bad input ---------------------------------------------------------------
 
 
@@ -178,8 +257,8 @@ def test_oversized_head_is_refused(endpoint: Endpoint, size: int) -> None:
     [
         b"GET /healthz HTTP/1.0\r\n\r\n",
         b"\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n",  # empty lines before the request line
-        b"GET /healthz HTTP/1.1\nHost: x\n\n",  # bare LF line ends
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        b"GET /healthz HTTP/1.1\nHost: localhost\n\n",  # bare LF line ends
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\nContent-Length: " + b"0" * 5000 + b"\r\n\r\n",
     ],
 )
@@ -191,7 +270,7 @@ def test_request_arriving_byte_by_byte(endpoint: Endpoint) -> None:
     with connect(endpoint.address) as sock:
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one segment per byte
-        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n":
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n":
             sock.sendall(bytes([byte]))
         assert read_all(sock).endswith(b"\r\n\r\nok")
 

@@ -131,6 +131,31 @@ def test_ttin_and_ttou_change_capacity_without_failures(app_dir: Path) -> None:
     assert master.log().count("TTOU ignored: already at 1 worker") == 2
 
 
+def test_scaling_stops_at_max_workers(app_dir: Path) -> None:
+    with running_master(app_dir, "--max-workers", "3", workers=2) as master:
+        code, text = master.control("POST", "/scale?workers=999999")
+        assert code == 400 and "max_workers=3" in text and text.count("\n") == 1
+        assert master.control("POST", "/scale?workers=3")[0] == 200
+        master.wait_ready(3)
+        signal_and_wait(master, signal.SIGTTIN, 3)  # at the cap: a logged no-op
+        assert "TTIN ignored: 4 is above max_workers=3" in master.log()
+        assert len(master.status()["workers"]) == 3
+        assert master.status()["master"]["max_workers"] == 3
+
+
+def test_control_token_guards_post_requests(app_dir: Path) -> None:
+    (app_dir / "site.conf").write_text("[global]\nmaster.control_token = 'T0ken'\n")
+    with running_master(app_dir, "-c", "site.conf", workers=1) as master:
+        code, text = master.control("POST", "/scale?workers=2")
+        assert code == 401 and "Bearer" in text
+        code, _ = master.control("POST", "/scale?workers=2", {"Authorization": "Bearer nope"})
+        assert code == 401
+        assert master.status()["master"]["target_workers"] == 1
+        code, _ = master.control("POST", "/scale?workers=2", {"Authorization": "Bearer T0ken"})
+        assert code == 200
+        master.wait_ready(2)
+
+
 def test_max_requests_recycles_gracefully(app_dir: Path) -> None:
     with running_master(app_dir, "--max-requests", "60", workers=2) as master:
         first = master.worker_pids()
@@ -341,6 +366,7 @@ def test_systemd_socket_activation(app_dir: Path) -> None:
         (["--workers", "0"], "workers must be at least 1"),
         (["--bind", "127.0.0.1:99999"], "99999"),
         (["--timeout", "1", "--max-requests", "-1"], "max_requests must not be negative"),
+        (["--workers", "3", "--max-workers", "2"], "max_workers (2) is below workers (3)"),
     ],
 )
 def test_bad_settings_fail_clearly(app_dir: Path, args: list[str], message: str) -> None:

@@ -77,6 +77,17 @@ def test_ctl_status_scale_reload_and_stop(app_dir: Path) -> None:
         assert master.wait_exit() == 0
 
 
+def test_ctl_scale_refuses_an_app_with_ram_sessions(app_dir: Path) -> None:
+    (app_dir / "site.conf").write_text("[/]\ntools.sessions.on = True\n")
+    with running_master(app_dir, "-c", "site.conf", workers=1) as master:
+        scaled = ctl("--control", f"unix:{master.control_path}", "scale", "2")
+        assert scaled.returncode != 0
+        assert "409" in scaled.stderr and "RAM" in scaled.stderr
+        status = master.status()
+        assert status["master"]["target_workers"] == 1 and len(status["workers"]) == 1
+        assert "failed to boot" not in master.log()
+
+
 def test_usr1_reopens_the_workers_log_files(app_dir: Path) -> None:
     (app_dir / "site.conf").write_text("[global]\nlog.access_file = 'access.log'\n")
     with running_master(app_dir, "-c", "site.conf", workers=2) as master:

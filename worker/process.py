@@ -29,7 +29,7 @@ import traceback
 from typing import Any, NoReturn
 
 from morello.master.channel import WorkerChannel
-from morello.sessions.prefork import refuse_ram_sessions
+from morello.sessions.prefork import ram_session_users, refuse_ram_sessions
 
 import morello
 from morello.log_files import reopen_log_files
@@ -102,7 +102,9 @@ class Worker:
         except BootError as exc:
             return self._boot_failed(exc)
         self.ready.set()
-        self.channel.send("ready", number=self.options.number)
+        # The master must not scale an app that keeps its sessions in RAM.
+        alone = next(iter(ram_session_users(morello.tree)), None)
+        self.channel.send("ready", number=self.options.number, single_process=alone)
         reason = self._serve()
         return self._drain(reason)
 
