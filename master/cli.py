@@ -53,6 +53,8 @@ def serve_parser() -> argparse.ArgumentParser:
              "callable or a factory; MODULE alone serves what it mounted on morello.tree")
     # Values stay text here: Settings.updated converts flags and config keys alike.
     add("-w", "--workers", help="worker processes (default: one per CPU)")
+    add("--max-workers", help="most workers TTIN or 'ctl scale' may reach (default: "
+        "4 per CPU, fewer on small memory, never below --workers)")
     add("--threads", help="threads per worker (default 10)")
     add("-b", "--bind", action="append",
         help="HOST:PORT, [V6ADDR]:PORT, unix:PATH or fd://N; repeatable (default "

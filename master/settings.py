@@ -72,6 +72,8 @@ class Settings:
     #: ``module:object`` (or ``module``) that names the application.
     app: str = ""
     workers: int = field(default_factory=default_workers)
+    #: Most workers TTIN or ``/scale`` may reach; None: derived from CPUs and memory.
+    max_workers: int | None = None
     threads: int = 10
     bind: list[str] = field(default_factory=lambda: ["127.0.0.1:8080"])
     backlog: int = 2048
@@ -115,6 +117,11 @@ class Settings:
         for name in ("workers", "threads", "backlog", "max_surge", "max_boot_failures"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        if self.max_workers is not None and self.max_workers < self.workers:
+            raise ValueError(
+                f"max_workers ({self.max_workers}) is below workers ({self.workers}); "
+                "raise max_workers or start fewer workers"
+            )
         if self.control_token is not None and not self.control_token.strip():
             raise ValueError("control_token must not be empty")
         for name in ("max_requests", "max_requests_jitter"):
