@@ -43,7 +43,7 @@ from .ctl import process_gone
 from .metrics import StatsBook, prometheus_text
 from .reloader import FileWatcher
 from .settings import Settings
-from .workers import State, Worker, default_max_workers
+from .workers import RESTART_REASONS, State, Worker, default_max_workers
 
 logger = logging.getLogger("morello.master")
 
@@ -53,6 +53,8 @@ HANDLED_SIGNALS = ("SIGHUP", "SIGTERM", "SIGINT", "SIGQUIT", "SIGTTIN", "SIGTTOU
 RSS_INTERVAL = 2.0
 FAST_STOP_GRACE = 2.0
 ABORT_GRACE = 2.0
+# Reads of an exited worker's channel at most (64 KiB each): far more than it can hold.
+EXIT_DRAIN_READS = 64
 # Upper bound of one loop iteration's wait, so deadlines are checked often enough.
 TICK = 0.2
 #: Workers forked in one pass of the loop at most: scaling up by hundreds must
@@ -98,7 +100,8 @@ class Arbiter:
         self.boot_failures = 0
         self.spawn_not_before = 0.0
         self.halted: str | None = None
-        self.restarts = 0
+        #: Workers that ended while the master ran, by reason (see RESTART_REASONS).
+        self.restarts = dict.fromkeys(RESTART_REASONS, 0)
         self.announced_ready = False
         self.rollout_from: int | None = None  # generation being replaced
         self.reexec_pid: int | None = None
@@ -216,7 +219,7 @@ class Arbiter:
 
     def on_usr1(self) -> None:
         """Reopen log files here and in every worker."""
-        reopen_log_files()
+        logger.info("reopened %d log file(s)", reopen_log_files())
         for worker in self.workers.values():
             self._signal(worker, signal.SIGUSR1)
 
@@ -335,20 +338,25 @@ class Arbiter:
                 self.worker_exited(worker, code)
 
     def worker_exited(self, worker: Worker, code: int) -> None:
+        # reap() may come before the loop read the worker's last messages: its
+        # final counters must reach the totals before they are closed.
+        for _ in range(EXIT_DRAIN_READS):
+            if not self._read_channel(worker):
+                break
         self._close_channel(worker)
         self.stats.retire(worker.id)
         how = _describe_exit(code)
-        if worker.ready_at is None and not self.stopping:
+        if not self.stopping:
+            self.restarts[worker.retired_for or "crash"] += 1
+        if worker.ready_at is None and not self.stopping and worker.retired_for is None:
             self.boot_failed(worker, how)
         elif worker.state is State.RETIRING:
             logger.info("worker %d (pid %d) exited (%s)", worker.id, worker.pid, how)
         else:
-            self.restarts += 1
             logger.error("worker %d (pid %d) died unexpectedly: %s", worker.id, worker.pid, how)
 
     def boot_failed(self, worker: Worker, how: str) -> None:
         self.boot_failures += 1
-        self.restarts += 1
         logger.error(
             "worker %d (pid %d) failed to boot: %s (%d in a row)",
             worker.id, worker.pid, how, self.boot_failures,
@@ -377,38 +385,46 @@ class Arbiter:
         self.spawn_not_before = time.monotonic() + delay
         logger.info("next worker start in %.1fs", delay)
 
-    def _close_channel(self, worker: Worker) -> None:
+    def _unwatch(self, worker: Worker) -> None:
         try:
             self.selector.unregister(worker.channel)
         except (KeyError, ValueError):
-            pass  # already unregistered at EOF
+            pass  # already unregistered (end of file, or closed)
+
+    def _close_channel(self, worker: Worker) -> None:
+        self._unwatch(worker)
         worker.channel.close()
 
     # -- messages ------------------------------------------------------------
 
     def _make_reader(self, worker: Worker) -> Callable[[socket.socket, int], None]:
         def read(sock: socket.socket, mask: int) -> None:
-            try:
-                data = sock.recv(MAX_MESSAGE)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                # The worker closed its end (it is exiting); reap() finishes the job.
-                self.selector.unregister(sock)
-                return
-            try:
-                messages = worker.reader.feed(data)
-            except ChannelError as exc:
-                logger.error("worker %d (pid %d) sent %s; killing it", worker.id, worker.pid, exc)
-                self.selector.unregister(sock)
-                self._kill(worker)
-                return
-            for message in messages:
-                self.handle_message(worker, message)
+            self._read_channel(worker)
 
         return read
+
+    def _read_channel(self, worker: Worker) -> bool:
+        """Handle one read of ``worker``'s messages; False when no more is waiting."""
+        try:
+            data = worker.channel.recv(MAX_MESSAGE)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            # The worker closed its end (it is exiting); reap() finishes the job.
+            self._unwatch(worker)
+            return False
+        try:
+            messages = worker.reader.feed(data)
+        except ChannelError as exc:
+            logger.error("worker %d (pid %d) sent %s; killing it", worker.id, worker.pid, exc)
+            self._close_channel(worker)
+            self._kill(worker)
+            return False
+        for message in messages:
+            self.handle_message(worker, message)
+        return True
 
     def handle_message(self, worker: Worker, message: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -518,7 +534,7 @@ class Arbiter:
         if extra > 0:
             by_preference = sorted(fresh, key=lambda w: (w.state is State.READY, w.started))
             for worker in by_preference[:extra]:
-                self.retire(worker, "scaled down", now)
+                self.retire(worker, "scaled down", now, "scale")
         missing = self.target - len(fresh)
         if missing > 0 and not self.halted and now >= self.spawn_not_before:
             room = missing
@@ -531,18 +547,23 @@ class Arbiter:
                 self.spawn()
         ready = sum(1 for w in active if w.state is State.READY)
         for worker in sorted(stale, key=lambda w: w.started):
+            cause = "rollout" if worker.recycle_reason is None else "recycle"
             if worker.state is State.BOOTING:
-                self.retire(worker, "outdated before it was ready", now)
+                self.retire(worker, "outdated before it was ready", now, cause)
             elif ready - 1 >= self.target:
                 ready -= 1
-                self.retire(worker, worker.recycle_reason or "rolling restart", now)
+                self.retire(worker, worker.recycle_reason or "rolling restart", now, cause)
 
     def _is_stale(self, worker: Worker) -> bool:
         return worker.generation < self.generation or worker.recycle_reason is not None
 
-    def retire(self, worker: Worker, why: str, now: float) -> None:
-        """Ask ``worker`` to drain and exit; it is killed if it is not gone in time."""
+    def retire(self, worker: Worker, why: str, now: float, cause: str) -> None:
+        """Ask ``worker`` to drain and exit; it is killed if it is not gone in time.
+
+        ``cause`` (``scale``, ``rollout`` or ``recycle``) is counted when it exits.
+        """
         logger.info("retiring worker %d (pid %d): %s", worker.id, worker.pid, why)
+        worker.retired_for = cause
         self._mark_retiring(worker, now)
         self._signal(worker, signal.SIGTERM)
 
@@ -611,7 +632,10 @@ class Arbiter:
         self.close_sockets()
         if self.on_exit is not None:
             self.on_exit()
-        logger.info("master %d exiting", os.getpid())
+        logger.info(
+            "master %d exiting; its workers served %d request(s)",
+            os.getpid(), self.stats.totals()["requests"],
+        )
 
     # -- control endpoint ------------------------------------------------------
 
@@ -630,7 +654,8 @@ class Arbiter:
                 "generation": self.generation,
                 "target_workers": self.target,
                 "max_workers": self.max_workers,
-                "restarts": self.restarts,
+                "restarts": sum(self.restarts.values()),
+                "restarts_by_reason": dict(self.restarts),
                 "state": self.stopping or ("halted" if self.halted else "running"),
                 "halted": self.halted,
                 "binds": [s.address for s in self.sockets],

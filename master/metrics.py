@@ -27,8 +27,11 @@ Metrics (all prefixed ``morello_``):
 ``morello_workers{state="..."}`` (gauge)
     Worker processes by state; ``booting``, ``ready`` and ``retiring`` are
     always present (possibly 0), other states when some worker is in them.
-``morello_worker_restarts_total`` (counter)
-    Workers the master started to replace one that exited or was recycled.
+``morello_worker_restarts_total{reason="crash|recycle|rollout|scale"}`` (counter)
+    Workers that ended while the master ran, by why: ``crash`` (died, or
+    failed to boot), ``recycle`` (max_requests, request_timeout, max_rss),
+    ``rollout`` (replaced by a rolling restart), ``scale`` (scaled down).
+    Every reason is always present.
 ``morello_master_uptime_seconds`` (gauge)
     Seconds since the master started.
 ``morello_master_generation`` (gauge)
@@ -38,7 +41,7 @@ Metrics (all prefixed ``morello_``):
 
 The ``status`` mapping given to :func:`prometheus_text` is the master's
 ``/status`` document: ``{"master": {"uptime": seconds, "generation": n,
-"restarts": n, ...}, "workers": [{"pid": n, "state": str, "rss": bytes or
+"restarts_by_reason": {"crash": n, ...}, ...}, "workers": [{"pid": n, "state": str, "rss": bytes or
 None, ...}, ...]}``. Missing or malformed entries are skipped rather than
 reported as zero.
 """
@@ -51,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .channel import LATENCY_BUCKETS, STATUS_CLASSES
+from .workers import RESTART_REASONS
 
 #: Largest counter value accepted from a worker; anything bigger is garbage.
 MAX_COUNT = 2**63 - 1
@@ -272,8 +276,6 @@ def _worker_entries(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 #: Master fields in ``/status`` exposed as single samples: key, reader, name, type, help.
 _MASTER_SAMPLES: tuple[tuple[str, Callable[[Any, Any], Any], str, str, str], ...] = (
-    ("restarts", _count, "morello_worker_restarts_total", "counter",
-     "Workers started to replace one that exited or was recycled."),
     ("uptime", _seconds, "morello_master_uptime_seconds", "gauge",
      "Seconds since the master started."),
     ("generation", _count, "morello_master_generation", "gauge",
@@ -349,6 +351,17 @@ def prometheus_text(book: StatsBook, status: Mapping[str, Any]) -> str:
         value = read(master.get(key), -1)
         if value >= 0:
             out.single(name, kind, help_text, value)
+    restarts = master.get("restarts_by_reason")
+    if isinstance(restarts, Mapping):
+        out.family(
+            "morello_worker_restarts_total",
+            "counter",
+            "Workers that ended while the master ran, by reason.",
+        )
+        for reason in RESTART_REASONS:
+            count = _count(restarts.get(reason), -1)
+            if count >= 0:
+                out.sample("morello_worker_restarts_total", count, {"reason": reason})
 
     out.family("morello_worker_rss_bytes", "gauge", "Resident memory of each worker, in bytes.")
     for worker in workers:

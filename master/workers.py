@@ -13,6 +13,11 @@ import psutil
 from .channel import MessageReader
 from .settings import default_workers
 
+#: Why a worker ended, as ``morello_worker_restarts_total{reason}`` counts it: it
+#: died or failed to boot, asked to be replaced (max_requests, request_timeout,
+#: max_rss), was replaced by a rolling restart, or was retired by a scale-down.
+RESTART_REASONS: tuple[str, ...] = ("crash", "recycle", "rollout", "scale")
+
 #: Default ``max_workers``: this many per CPU...
 WORKERS_PER_CPU = 4
 #: ...but no more than one per this much memory (a worker with its app and threads).
@@ -46,6 +51,8 @@ class Worker:
     last_heartbeat: float = field(default_factory=time.monotonic)
     #: Why the worker should be replaced (set by it or by the master), if it should.
     recycle_reason: str | None = None
+    #: Why the master retired it (a :data:`RESTART_REASONS` entry), if it did.
+    retired_for: str | None = None
     #: When the worker must be gone: after it, SIGKILL.
     kill_at: float | None = None
     #: Set once SIGABRT was sent for a missed heartbeat, so it is sent once.

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 
 import psutil
 import pytest
 from morello.master.arbiter import SPAWNS_PER_PASS, Arbiter
+from morello.master.channel import encode
 from morello.master.settings import Settings, default_workers
-from morello.master.workers import WORKERS_PER_CPU, Worker, default_max_workers
+from morello.master.workers import WORKERS_PER_CPU, State, Worker, default_max_workers
 
 
 @pytest.fixture
@@ -99,3 +101,18 @@ def test_default_max_workers_follows_cpus_and_memory(
         assert cap == workers or cap <= total // (100 << 20)
     if memory_mib >= 1 << 20:
         assert default_max_workers(1) == WORKERS_PER_CPU * default_workers()
+
+
+def test_an_exited_workers_last_counts_are_read_before_its_exit_is_accounted(
+    arbiter: Arbiter,
+) -> None:
+    master_end, worker_end = socket.socketpair()
+    master_end.setblocking(False)
+    worker = Worker(1, 1_000_000, master_end, arbiter.generation, state=State.RETIRING)
+    arbiter.workers[worker.pid] = worker
+    # The worker's final heartbeat is still in the channel when reap() sees the exit.
+    worker_end.sendall(encode("heartbeat", requests=41) + encode("exiting", reason="SIGTERM"))
+    worker_end.close()
+    arbiter.worker_exited(arbiter.workers.pop(worker.pid), 0)
+    assert arbiter.stats.totals()["requests"] == 41
+    assert master_end.fileno() == -1  # closed once read

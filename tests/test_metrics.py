@@ -101,7 +101,14 @@ def value(samples: dict[tuple[str, frozenset], float], name: str, **labels: str)
 
 def status_doc(**master: Any) -> dict[str, Any]:
     return {
-        "master": {"pid": 1, "uptime": 12.5, "generation": 2, "restarts": 3, **master},
+        "master": {
+            "pid": 1,
+            "uptime": 12.5,
+            "generation": 2,
+            "restarts": 9,
+            "restarts_by_reason": {"crash": 3, "recycle": 4, "rollout": 2, "scale": 0},
+            **master,
+        },
         "workers": [
             {"id": 1, "pid": 101, "state": "ready", "rss": 50_000_000},
             {"id": 2, "pid": 102, "state": "ready", "rss": 60_000_000},
@@ -303,7 +310,8 @@ def test_exposition_families_and_values() -> None:
     assert value(samples, "morello_workers", state="ready") == 2
     assert value(samples, "morello_workers", state="booting") == 1
     assert value(samples, "morello_workers", state="retiring") == 0
-    assert value(samples, "morello_worker_restarts_total") == 3
+    for reason, count in status_doc()["master"]["restarts_by_reason"].items():
+        assert value(samples, "morello_worker_restarts_total", reason=reason) == count
     assert value(samples, "morello_master_uptime_seconds") == 12.5
     assert value(samples, "morello_master_generation") == 2
     assert value(samples, "morello_worker_rss_bytes", pid="101") == 50_000_000
@@ -364,7 +372,7 @@ def test_label_values_are_escaped() -> None:
 
 def test_malformed_status_document_is_skipped_not_fatal() -> None:
     doc = {
-        "master": {"uptime": "long", "restarts": -1, "generation": None},
+        "master": {"uptime": "long", "restarts_by_reason": [], "generation": None},
         "workers": [None, "w", {"state": 5, "pid": "x", "rss": 10}, {"pid": 9, "rss": -3}],
     }
     types, samples = parse_exposition(prometheus_text(StatsBook(), doc))

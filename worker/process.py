@@ -28,6 +28,7 @@ import time
 import traceback
 from typing import Any, NoReturn
 
+from morello.master import server_logs
 from morello.master.channel import WorkerChannel
 from morello.sessions.prefork import ram_session_users, refuse_ram_sessions
 
@@ -154,6 +155,8 @@ class Worker:
                     f"bad config file {options.config_file!r}: {type(exc).__name__}: {exc}"
                 ) from exc
         app = load_app(options.app, options.config_file)
+        # The config and the app may have turned the screen on; the master's logs say it all.
+        server_logs.take_over_screen()
         try:
             refuse_ram_sessions(morello.tree, options.workers)
         except ValueError as exc:
@@ -304,12 +307,14 @@ class Worker:
         return EXIT_ERROR
 
     def _send_exiting(self, reason: str, **fields: Any) -> None:
-        """Send the last message: no heartbeat may follow it."""
+        """Send the final counters, then the last message: no heartbeat may follow it."""
         watchdog = self.watchdog
         if watchdog is not None:
             watchdog.stop()
             if watchdog is not threading.current_thread():
                 watchdog.join(WATCHDOG_STOP_TIMEOUT)
+            # Everything served since the last heartbeat, so /metrics loses nothing.
+            watchdog.send_heartbeat()
         self.channel.send("exiting", reason=reason, **fields)
 
     def exit(self, code: int, reason: str | None = None) -> NoReturn:
@@ -340,7 +345,7 @@ class Worker:
     def _report(self, message: str) -> None:
         """A problem the operator must see: the error log, and stderr if that is elsewhere."""
         self._log(message, logging.ERROR)
-        if not morello.log.screen:
+        if not (morello.log.screen or server_logs.error_log_on_stderr()):
             self._say(message)
 
     def _reopen_logs(self, why: str) -> None:
