@@ -24,11 +24,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import cheroot.errors
 import cheroot.server
 import cheroot.wsgi
 from cheroot import connections
 from cheroot.errors import MaxSizeExceeded
 
+from morello import http_framing
 from morello.process.servers import BindAddr, ServerAdapter, format_url
 
 __all__ = ["Server", "WSGIServer", "server_namespace_handler"]
@@ -41,61 +43,82 @@ ListenSocket = socket.socket | int
 _CONTROL_CHARS = re.compile(rb"[\x00-\x1f\x7f]")
 
 
-class _CheckedHeaders(dict):
-    """Request headers that refuse NUL bytes and an ambiguous ``Content-Length``.
-
-    Both raise ValueError (cheroot answers 400). cheroot keeps the last of
-    repeated Content-Length headers and accepts whatever ``int()`` does
-    (``-3``, ``+3``, ``1_0``): a proxy in front may frame the body
-    differently, which lets a body smuggle in a request.
-    """
-
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        if b"\x00" in key or b"\x00" in value:
-            raise ValueError("Illegal NUL byte in a header.")
-        if key == b"Content-Length":
-            if key in self:
-                raise ValueError("Multiple Content-Length headers.")
-            if not value.isdigit():
-                raise ValueError("Malformed Content-Length Header.")
-        super().__setitem__(key, value)
-
-
-class StrictHeaderReader(cheroot.server.HeaderReader):
-    """cheroot's header reader with :class:`_CheckedHeaders` checks (400 on failure)."""
-
-    def __call__(self, rfile: Any, hdict: dict[bytes, bytes] | None = None) -> dict[bytes, bytes]:
-        headers = _CheckedHeaders()
-        super().__call__(rfile, headers)
-        if hdict is None:
-            return dict(headers)
-        hdict.update(headers)
-        return hdict
-
-
 class ProxyModeRequest(cheroot.server.HTTPRequest):
     """cheroot request that accepts absolute request targets (``GET http://host/path``).
 
     CherryPy applications have always received those, so the framework, not
-    the HTTP server, decides what to do with them. Control characters in
-    the request target and headers that :class:`StrictHeaderReader` refuses
-    get a 400.
+    the HTTP server, decides what to do with them. The request line, the
+    headers and a chunked body must follow RFC 9112 to the letter
+    (:mod:`morello.http_framing`); anything else gets a 400 and the
+    connection is closed.
     """
-
-    header_reader = StrictHeaderReader()
 
     def __init__(self, server: cheroot.server.HTTPServer, conn: Any, **kwargs: Any) -> None:
         kwargs.setdefault("proxy_mode", True)
         super().__init__(server, conn, **kwargs)
 
+    @property
+    def header_reader(self) -> Callable[[Any, dict[bytes, bytes]], dict[bytes, bytes]]:
+        """What cheroot calls to read the headers: the strict reader, then the framing check."""
+        return self._read_headers
+
+    def _read_headers(self, rfile: Any, fields: dict[bytes, bytes]) -> dict[bytes, bytes]:
+        http_framing.read_fields(rfile, fields)
+        http_framing.check_body_framing(fields, self.response_protocol == "HTTP/1.1")
+        return fields
+
     def read_request_line(self) -> bool:
-        """cheroot's, plus a 400 for control characters in the request target."""
+        """cheroot's, plus a 400 for a method that is no token or a control character
+        in the request target."""
         if not super().read_request_line():
+            return False
+        if not http_framing.is_token(self.method):
+            self.simple_response("400 Bad Request", "Malformed method name")
             return False
         if _CONTROL_CHARS.search(self.uri):
             self.simple_response("400 Bad Request", "Malformed Request-URI")
             return False
         return True
+
+    def respond(self) -> None:
+        """Run the application on a body reader of the request's framing, then finish."""
+        if self.chunked_read:
+            self.rfile = http_framing.ChunkedBody(
+                self.conn.rfile, self.server.max_request_body_size
+            )
+        else:
+            # read_request_headers() refused a length over the limit already.
+            length = int(self.inheaders.get(b"Content-Length", 0))
+            self.rfile = cheroot.server.KnownLengthRFile(self.conn.rfile, length)
+        self.server.gateway(self).respond()
+        if self.ready:
+            self.ensure_headers_sent()
+        if self.chunked_write:
+            self.conn.wfile.write(b"0\r\n\r\n")
+
+    def simple_response(self, status: str, msg: str = "") -> None:
+        """cheroot's bare response for a request the server refuses, saying ``Connection: close``.
+
+        The connection is always closed after one: what follows on it
+        cannot be trusted to start a request.
+        """
+        self.close_connection = True
+        status = str(status)
+        if status[:3] in ("413", "414"):
+            super().simple_response(status, msg)  # it says Connection: close itself
+            return
+        body = msg.encode("ISO-8859-1") if isinstance(msg, str) else msg
+        head = (
+            f"{self.server.protocol} {status}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Content-Type: text/plain\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        try:
+            self.conn.wfile.write(head.encode("ISO-8859-1") + body)
+        except OSError as exc:
+            if exc.args[0] not in cheroot.errors.socket_errors_to_ignore:
+                raise
 
     def send_headers(self) -> None:
         """Drain an unread chunked body first, as cheroot does for a sized one.

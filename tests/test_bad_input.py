@@ -262,7 +262,10 @@ def test_client_closing_before_the_body_is_complete(app: int) -> None:
 @pytest.mark.parametrize(
     ("headers", "body", "status"),
     [
-        (b"Transfer-Encoding: gzip\r\n", b"a=1", 501),
+        # RFC 9112 6.3: chunked must be the last coding (400); a coding the
+        # server lacks before it is 501.
+        (b"Transfer-Encoding: gzip\r\n", b"a=1", 400),
+        (b"Transfer-Encoding: gzip, chunked\r\n", b"3\r\na=1\r\n0\r\n\r\n", 501),
         (b"Transfer-Encoding: chunked\r\n", b"zz\r\na=1\r\n0\r\n\r\n", 400),
         (b"Transfer-Encoding: chunked\r\n", b"3\r\na=1", 400),
     ],

@@ -330,10 +330,14 @@ def normalize_reference(ref: Reply, ours: Reply, framework_written: bool) -> Rep
     CherryPy pads them with for old Internet Explorers (README: morello does
     not pad); that padding step also buffers the page and sets Content-Length,
     so where morello streams such a page chunked, CherryPy's is taken as such.
+    A request the HTTP server itself refuses (a bare reply, without Date)
+    closes the connection on both; morello also says ``Connection: close``.
     """
     if ref.status < 400:
         return ref
     body, headers = ref.body, ref.headers
+    if ref.header("Date") is None and ref.header("Connection") is None:
+        headers = [*headers, ("Connection", "close")]
     size = IE_PADDED_SIZES.get(ref.status)
     if not framework_written:
         body = reword(body.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")

@@ -117,7 +117,6 @@ def test_not_acceptable(compare):
         {"Content-Type": "text/plain", "Accept": "text/*;q=0.5, */*"},
         {"Cookie": "a=1; b=2"},
         {"Referer": "http://www.example.com/caf\u00e9"},
-        {"X-Folded": "one\r\n two"},
         {"X_Underscore": "u", "X-Underscore": "d"},
         {"X-Encoded": "=?utf-8?q?caf=C3=A9?="},
         {"X-Latin": "caf\xe9"},
@@ -125,6 +124,13 @@ def test_not_acceptable(compare):
 )
 def test_request_headers(compare, headers):
     assert compare("GET", "/echo_headers?x=1", headers).status == 200
+
+
+def test_folded_request_header(compare):
+    # CherryPy (cheroot) unfolds obs-fold lines; RFC 9112 5.2 lets a server
+    # refuse them instead, which morello does: proxies do not all unfold them.
+    ours, ref = compare.both("GET", "/echo_headers?x=1", {"X-Folded": "one\r\n two"})
+    assert (ours.status, ref.status) == (400, 200)
 
 
 def test_request_body(compare):
