@@ -15,13 +15,13 @@ written for CherryPy keep working.
 from __future__ import annotations
 
 import io
-import tempfile
+import re
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from morello import multipart
-from morello.body_stream import SizedReader
+from morello.body_stream import BodyBudget, SizedReader
 from morello.errors import HTTPError
 from morello.lib.httputil import HeaderElement, HeaderMap
 from morello.multipart import MultipartError
@@ -59,20 +59,26 @@ def _unquote_plus(raw: bytes) -> bytes:
     return urllib.parse.unquote_to_bytes(raw.replace(b"+", b" "))
 
 
+# A non-empty field of a urlencoded body; found one at a time so that a body
+# of a million fields is refused before it costs a million objects.
+_URLENCODED_FIELD = re.compile(rb"[^&;]+")
+
+
 def process_urlencoded(entity: Entity) -> None:
     """Read an ``application/x-www-form-urlencoded`` body into ``entity.params``.
 
     Fields are separated by ``&`` or ``;``. The whole body is decoded with
     the first of ``entity.attempt_charsets`` that fits (stored as
-    ``entity.charset``); if none does, the request fails with 400.
+    ``entity.charset``); if none does, the request fails with 400. More
+    fields than ``max_fields`` give 413.
     """
     body = entity.fp.read()
+    budget = entity.body_budget()
     fields = []
-    for chunk in body.split(b"&"):
-        for field in chunk.split(b";"):
-            if field:
-                name, _, value = field.partition(b"=")
-                fields.append((_unquote_plus(name), _unquote_plus(value)))
+    for match in _URLENCODED_FIELD.finditer(body):
+        budget.add_field()
+        name, _, value = match.group().partition(b"=")
+        fields.append((_unquote_plus(name), _unquote_plus(value)))
     for charset in entity.attempt_charsets:
         try:
             decoded = [(name.decode(charset), value.decode(charset)) for name, value in fields]
@@ -93,16 +99,19 @@ def process_multipart(entity: Entity) -> None:
     parameter, malformed part headers, or a body that ends before its closing
     delimiter fail the request with 400. (CherryPy answers 500 to some of
     these; they are client errors.) A body containing no delimiter at all has
-    no parts, as in CherryPy.
+    no parts, as in CherryPy. More parts than ``max_parts`` give 413.
     """
     with HTTPError.handle(MultipartError, 400):
         boundary = multipart.dash_boundary(entity.content_type.params.get("boundary", ""))
         reader = entity._stream()
         if multipart.read_to_delimiter(reader, boundary, None) is not False:
             return
+    budget = entity.body_budget()
     # Each part reads up to the delimiter after it; the closing one ends the stream.
     while not reader.done:
+        budget.add_part()
         part = entity.part_class.from_fp(reader, boundary)
+        part.budget = budget
         entity.parts.append(part)
         part.process()
 
@@ -179,6 +188,16 @@ class Entity:
     bufsize = 8 * 1024
     #: Largest body accepted, in bytes (None: no limit); more gives 413.
     maxbytes: int | None = None
+    #: Most multipart parts in the body, nested ones included (None: no
+    #: limit); more gives 413. Each part may hold a temporary file.
+    max_parts: int | None = 1000
+    #: Most urlencoded form fields in the body (None: no limit); more gives 413.
+    max_fields: int | None = 10_000
+    #: Bytes of content stored "as a file" (uploads, large parts) that the
+    #: body keeps in memory; past them, such content goes to temporary files.
+    memory_budget: int = 1024 * 1024
+    #: The body's :class:`BodyBudget`, shared with its parts; see :meth:`body_budget`.
+    budget: BodyBudget | None = None
     #: The content stored in a temporary file, when it was stored that way.
     file: IO[bytes] | None = None
     #: The content as bytes, when it was stored in memory.
@@ -286,14 +305,26 @@ class Entity:
         if fp_out is None:
             fp_out = self.make_file()
         self.read(fp_out=fp_out)
+        self.body_budget().settle(fp_out)
         return fp_out
 
-    def make_file(self) -> IO[bytes]:
-        """Return the file that large content is stored in (a temporary file).
+    def body_budget(self) -> BodyBudget:
+        """The limits this entity's parsing counts against (made on first use).
 
-        Override to store uploads elsewhere.
+        A body makes one from its ``max_parts``, ``max_fields`` and
+        ``memory_budget``; its parts share it.
         """
-        return tempfile.TemporaryFile()
+        if self.budget is None:
+            self.budget = BodyBudget(self.max_parts, self.max_fields, self.memory_budget)
+        return self.budget
+
+    def make_file(self) -> IO[bytes]:
+        """Return the file that large content is stored in.
+
+        A temporary file, kept in memory while the request's
+        ``memory_budget`` lasts. Override to store uploads elsewhere.
+        """
+        return self.body_budget().new_file()
 
     def fullvalue(self) -> str:
         """The content decoded to text, whether it is in memory or in a file."""
@@ -348,6 +379,8 @@ class Part(Entity):
     :attr:`file` (a temporary file positioned at 0). Other parts keep it as
     bytes in :attr:`value` unless it exceeds :attr:`maxrambytes`, in which
     case it is in :attr:`file` too; :meth:`fullvalue` gives the text either way.
+    Such files stay in memory until the request body's ``memory_budget`` is
+    used up (calling ``fileno()`` on one moves it to disk).
     """
 
     # RFC 2046 makes US-ASCII the default charset of a part.
@@ -386,6 +419,8 @@ class Part(Entity):
         with HTTPError.handle(MultipartError, 400):
             if multipart.read_to_delimiter(self._stream(), self.boundary, spool.write) is None:
                 raise MultipartError("The multipart body ends before its closing boundary.")
+        if spool.out is not None:
+            self.body_budget().settle(spool.out)
         return spool.result()
 
     def read_into_file(self, fp_out: IO[bytes] | None = None) -> IO[bytes]:

@@ -3,12 +3,14 @@
 :class:`SizedReader` wraps the WSGI input (cheroot's ``KnownLengthRFile`` or
 ``ChunkedRFile``) for :class:`~morello.body.RequestBody`: it stops at the
 declared length, enforces ``maxbytes`` (413) and turns the server's framing
-errors into HTTP errors.
+errors into HTTP errors. :class:`BodyBudget` bounds what parsing one body
+may cost: parts, form fields, and memory before content goes to disk.
 """
 
 from __future__ import annotations
 
 import io
+import tempfile
 from typing import IO, Any
 
 from cheroot.errors import MaxSizeExceeded
@@ -29,6 +31,66 @@ def _stream_error(exc: BaseException) -> HTTPError | None:
     if isinstance(exc, ValueError):
         return HTTPError(400, f"Malformed request body: {exc}")
     return None
+
+
+class BodyBudget:
+    """What parsing one request body may cost; shared by the body and all its parts.
+
+    More than ``max_parts`` multipart parts (nested ones included) or
+    ``max_fields`` urlencoded fields give a 413 (None: no limit). Content
+    stored as a file stays in memory until ``memory`` bytes are used up:
+    temporary files (one descriptor each) are only opened past that.
+    """
+
+    def __init__(self, max_parts: int | None, max_fields: int | None, memory: int) -> None:
+        self.max_parts = max_parts
+        self.max_fields = max_fields
+        #: Bytes of file content that may still be kept in memory.
+        self.memory_left = memory
+        self.parts = 0
+        self.fields = 0
+        # Spooled files made by new_file() -> their in-memory size limit.
+        self._spooled: dict[int, int] = {}
+
+    def add_part(self) -> None:
+        """Count one more part; a 413 :class:`HTTPError` past ``max_parts``."""
+        self.parts += 1
+        if self.max_parts is not None and self.parts > self.max_parts:
+            raise HTTPError(
+                413, f"The request body has more than {self.max_parts} parts "
+                "(request.body.max_parts)."
+            )  # fmt: skip
+
+    def add_field(self) -> None:
+        """Count one more form field; a 413 :class:`HTTPError` past ``max_fields``."""
+        self.fields += 1
+        if self.max_fields is not None and self.fields > self.max_fields:
+            raise HTTPError(
+                413, f"The request body has more than {self.max_fields} form fields "
+                "(request.body.max_fields)."
+            )  # fmt: skip
+
+    def new_file(self) -> IO[bytes]:
+        """A file for content: in memory while the budget lasts, then on disk.
+
+        Call :meth:`settle` once the content is written.
+        """
+        if self.memory_left <= 0:
+            return tempfile.TemporaryFile()
+        # Not closed here: the caller keeps the file as the content.
+        spooled = tempfile.SpooledTemporaryFile(max_size=self.memory_left)  # noqa: SIM115
+        self._spooled[id(spooled)] = self.memory_left
+        return spooled
+
+    def settle(self, fp: IO[bytes]) -> None:
+        """Charge the budget with what ``fp`` (from :meth:`new_file`) keeps in memory."""
+        limit = self._spooled.pop(id(fp), None)
+        if limit is None:
+            return
+        # A spooled file moves to disk as soon as it grows past its limit.
+        size = fp.tell()
+        if size <= limit:
+            self.memory_left -= size
 
 
 class SizedReader:

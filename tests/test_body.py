@@ -1075,3 +1075,85 @@ def test_differential_against_cherrypy(content_type, data):
     assert _normalize(actual_params) == _normalize(expected_params)
     assert [_normalize(p) for p in body.parts] == [_normalize(p) for p in cp_body.parts]
     assert body.charset == cp_body.charset
+
+
+# ------------------------------------------------------ part, field and memory limits
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def many_parts(count: int, size: int) -> RequestBody:
+    return form_body([field(f"f{i}", b"v" * size) for i in range(count)])
+
+
+def test_default_part_limit_allows_1000_parts_and_refuses_more():
+    body = many_parts(RequestBody.max_parts, 1)
+    body.process()
+    assert len(body.params) == RequestBody.max_parts
+    body = many_parts(RequestBody.max_parts + 1, 1)
+    with pytest.raises(HTTPError) as excinfo:
+        body.process()
+    assert status_of(excinfo) == 413
+    assert "more than 1000 parts (request.body.max_parts)" in excinfo.value.args[1]
+
+
+def test_nested_parts_count_towards_the_part_limit():
+    inner = multipart_body([field("a", "1"), field("b", "2")], boundary="inner")
+    outer = multipart_body(
+        [(f'{field("n", "")[0]}\r\nContent-Type: multipart/mixed; boundary=inner', inner)]
+    )
+    body = make_body(outer, f"multipart/form-data; boundary={BOUNDARY}")
+    body.max_parts = 2
+    with pytest.raises(HTTPError) as excinfo:
+        body.process()
+    assert status_of(excinfo) == 413
+
+
+def test_default_field_limit_allows_10000_urlencoded_fields_and_refuses_more():
+    limit = RequestBody.max_fields
+    body = make_body(b"&".join(b"f%d=1" % i for i in range(limit)), FORM_TYPE)
+    body.process()
+    assert len(body.params) == limit
+    body = make_body(b"a=1&" * limit + b"a=1;;&", FORM_TYPE)
+    with pytest.raises(HTTPError) as excinfo:
+        body.process()
+    assert status_of(excinfo) == 413
+    assert "more than 10000 form fields (request.body.max_fields)" in excinfo.value.args[1]
+
+
+def test_empty_urlencoded_fields_do_not_count():
+    body = make_body(b"&&;a=1;;&&b=2&", FORM_TYPE)
+    body.max_fields = 2
+    body.process()
+    assert body.params == {"a": "1", "b": "2"}
+
+
+def test_large_parts_stay_in_memory_within_the_budget():
+    # 250 uploads and 250 unnamed parts of 2,000 bytes (over maxrambytes, so
+    # each is stored "as a file") fit in the default 1 MiB budget: not one
+    # descriptor is opened for them.
+    plain = ("Content-Type: text/plain", b"p" * 2000)
+    uploads = [upload(f"u{i}", "u.bin", b"u" * 2000) for i in range(250)]
+    body = form_body(uploads + [plain] * 250)
+    before = open_fds()
+    body.process()
+    assert open_fds() == before
+    assert len(body.parts) == 250 and body.parts[-1].file.read() == b"p" * 2000
+    assert body.params["u249"].file.read() == b"u" * 2000
+
+
+def test_uploads_past_the_budget_go_to_disk():
+    body = form_body([upload(f"u{i}", f"{i}.bin", bytes([i]) * 3000) for i in range(10)])
+    body.memory_budget = 10_000
+    before = open_fds()
+    body.process()
+    # Three uploads fit in 10,000 bytes; the seven others each hold a file.
+    assert open_fds() - before == 7
+    for i in range(10):
+        assert body.params[f"u{i}"].file.read() == bytes([i]) * 3000
+    # An upload in memory still has a descriptor when asked for one.
+    os.fstat(body.params["u0"].file.fileno())

@@ -54,6 +54,12 @@ def build(cp: Any) -> tuple[Any, dict[str, Any]]:
         raw._cp_config = {"request.process_request_body": False}
 
         @cp.expose
+        def few(self, **kwargs: Any) -> str:
+            return json.dumps(sorted(kwargs))
+
+        few._cp_config = {"request.body.max_parts": 2, "request.body.max_fields": 2}
+
+        @cp.expose
         def json_echo(self, **params: Any) -> bytes:
             document = json.loads(cp.request.body.read())
             return json.dumps({"got": document, "params": params}).encode()
@@ -300,6 +306,28 @@ def test_body_maxbytes_gives_413(app: int, reference: int) -> None:
         ours, theirs = exchange(app, request), exchange(reference, request)
         assert (ours.status, theirs.status) == (413, 413)
     assert exchange(app, form("/small", b"a=1")).body == b"small ok"
+
+
+def form_data(*names: str) -> bytes:
+    return multipart("B", [([f'Content-Disposition: form-data; name="{n}"'], b"1") for n in names])
+
+
+@pytest.mark.parametrize(
+    ("headers", "encode", "message"),
+    [
+        (FORM, lambda *names: "&".join(f"{n}=1" for n in names).encode(), b"2 form fields"),
+        ([("Content-Type", "multipart/form-data; boundary=B")], form_data, b"2 parts"),
+    ],
+)
+def test_too_many_fields_or_parts_give_413(
+    app: int, headers: list[tuple[str, str]], encode: Any, message: bytes
+) -> None:
+    # The handler allows two of each (request.body.max_fields, max_parts).
+    reply = exchange(app, build_request("POST", "/few", encode("a", "b", "c"), headers))
+    assert reply.status == 413
+    assert b"The request body has more than " + message in reply.body
+    reply = exchange(app, build_request("POST", "/few", encode("a", "b"), headers))
+    assert (reply.status, json.loads(reply.body)) == (200, ["a", "b"])
 
 
 def test_server_max_request_body_size_gives_413(app: int) -> None:
