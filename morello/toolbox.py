@@ -17,6 +17,7 @@ from morello.lib import (
     static,
     xmlrpcutil,
 )
+from morello.lib.trusted_proxies import ProxyTool
 from morello.sessions.auth import SessionAuthTool
 from morello.sessions.tool import SessionTool
 from morello.tool import ErrorTool, HandlerTool, Tool, Toolbox
@@ -36,7 +37,7 @@ tools.caching = caching.CachingTool("before_handler", caching.get, "caching")
 tools.auth_basic = Tool("before_handler", auth_basic.basic_auth, priority=1)
 tools.auth_digest = Tool("before_handler", auth_digest.digest_auth, priority=1)
 tools.allow = Tool("on_start_resource", cptools.allow)
-tools.proxy = Tool("before_request_body", cptools.proxy, priority=30)
+tools.proxy = ProxyTool("before_request_body", cptools.proxy, priority=30)
 tools.response_headers = Tool("on_start_resource", cptools.response_headers)
 tools.referer = Tool("before_request_body", cptools.referer)
 tools.redirect = Tool("on_start_resource", cptools.redirect)

@@ -23,6 +23,7 @@ a model of how systemd accepts them.
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import os
 import pwd
 import re
@@ -51,6 +52,7 @@ from morello.master.settings import from_config_file
 from prefork_support import DEADLINE, MasterProcess, free_port, wait_for, write_app
 
 from morello.configfile import load as load_config
+from morello.lib.trusted_proxies import parse_trusted, trusts
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -421,6 +423,10 @@ def test_config_files_parse_and_master_keys_are_accepted(tmp_path: Path) -> None
                 morello.tools.sessions.check_config(options)
         assert session_settings(sections["/static"])["on"] is False, recipe
         assert sections["/"]["tools.proxy.on"] is True, recipe
+        # Forwarded headers believed from named peers only (not "*", not nobody).
+        trusted = sections["/"]["tools.proxy.trusted"]
+        assert parse_trusted(trusted), recipe
+        morello.tools.proxy.check_config({"on": True, "trusted": trusted})
 
     # The check bites: a misspelt master key is refused.
     broken = tmp_path / "broken.conf"
@@ -720,6 +726,14 @@ def test_compose_services() -> None:
     assert len(upstreams) == 2
     assert len({names.get(host) for host, _ in upstreams} - {None}) == 2, upstreams
     assert set(nginx["depends_on"]) >= app_services
+
+    # The apps believe forwarded headers from nginx's pinned address, which
+    # lies in the network's subnet; not from the rest of that network.
+    nginx_address = nginx["networks"]["default"]["ipv4_address"]
+    (subnet,) = [entry["subnet"] for entry in compose["networks"]["default"]["ipam"]["config"]]
+    trusted = sections["/"]["tools.proxy.trusted"]
+    assert trusts(trusted, nginx_address) and trusts([subnet], nginx_address)
+    assert not trusts(trusted, str(ipaddress.ip_network(subnet)[2]))
 
     # The session url names the compose file's redis service.
     url = session_settings(sections["/"])["url"]

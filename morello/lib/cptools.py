@@ -16,7 +16,7 @@ from typing import Any
 
 import morello
 from morello.errors import HTTPError, HTTPRedirect, InternalRedirect
-from morello.lib import is_iterator
+from morello.lib import is_iterator, trusted_proxies
 from morello.lib.httputil import HeaderMap, valid_status
 from morello.serving import serving
 from morello.urls import url
@@ -133,6 +133,7 @@ def proxy(
     remote: str = "X-Forwarded-For",
     scheme: str = "X-Forwarded-Proto",
     debug: bool = False,
+    trusted: str | Sequence[str] | None = None,
 ) -> None:
     """Rebuild ``request.base`` and ``request.remote.ip`` behind a reverse proxy.
 
@@ -143,9 +144,17 @@ def proxy(
     ignore that header. Values that are not a scheme, a host or an IP
     address are ignored, so a forged header cannot put arbitrary text into
     redirect URLs or the logs.
+
+    ``trusted`` (addresses and CIDR networks, see
+    :mod:`morello.lib.trusted_proxies`) limits the headers to requests from
+    those peers; from any other peer they are ignored (``base`` still applies).
     """
     request = serving.request
     headers = request.headers
+    if not trusted_proxies.trusts(trusted, request.remote.ip):
+        if debug:
+            morello.log(f"peer {request.remote.ip!r} is not trusted", "TOOLS.PROXY")
+        local = remote = scheme = ""
 
     new_scheme = None
     if scheme:
