@@ -24,7 +24,7 @@ store never sees Python objects and never (de)serializes by itself.
     Exclusive per-session lock, bounded by ``lock_timeout`` seconds; on
     timeout raise :class:`LockTimeout` (a 503). Set ``self.locked``.
 ``__len__()``
-    How many sessions the store holds.
+    How many live (unexpired) sessions the store holds.
 ``clean_up()``
     Remove expired records; called every ``clean_freq`` minutes.
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from typing import Any
 
-from .base import Session
+from .base import Session, valid_id
 
 PREFIX = "session-"
 LOCK_SUFFIX = ".lock"
@@ -233,8 +233,15 @@ class FileSession(Session):
         _unlock(fd, lock_path)
 
     def __len__(self) -> int:
-        return sum(
-            1
-            for name in os.listdir(self.storage_path)  # type: ignore[arg-type]
-            if name.startswith(PREFIX) and not name.endswith(LOCK_SUFFIX)
-        )
+        """Live sessions: expired files waiting for clean-up do not count."""
+        now = time.time()
+        count = 0
+        for name in os.listdir(self.storage_path):  # type: ignore[arg-type]
+            session_id = name.removeprefix(PREFIX)
+            if session_id == name or not valid_id(session_id):
+                continue  # a lock, temporary or foreign file
+            try:
+                count += os.stat(self._data_path(session_id)).st_mtime >= now
+            except FileNotFoundError:
+                pass  # removed meanwhile
+        return count

@@ -98,4 +98,7 @@ class RamSession(Session):
                 lock.release()
 
     def __len__(self) -> int:
-        return len(self.cache)
+        """Live sessions: expired records waiting for clean-up do not count."""
+        now = time.time()
+        return sum(1 for _record, expiration_time in list(self.cache.values())
+                   if expiration_time >= now)  # fmt: skip

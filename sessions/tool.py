@@ -112,7 +112,7 @@ def init(
     name: str = "session_id",
     timeout: float = 60,
     domain: str | None = None,
-    secure: bool = False,
+    secure: bool | None = None,
     clean_freq: float = 5,
     persistent: bool = True,
     httponly: bool = True,
@@ -124,8 +124,10 @@ def init(
 ) -> None:
     """Create ``morello.session`` for this request and send its cookie.
 
-    ``kwargs`` go to the store (``storage_path``, ``lock_timeout``,
-    ``lifetime``, ``serializer``, ``secret``...).
+    ``secure`` None (the default) marks the cookie ``Secure`` when the
+    request came over TLS, directly or through ``tools.proxy``; True or
+    False force it. ``kwargs`` go to the store (``storage_path``,
+    ``lock_timeout``, ``lifetime``, ``serializer``, ``secret``...).
     """
     request = serving.request
     # An internal redirect runs the hooks again: keep the first session.
@@ -143,6 +145,8 @@ def init(
         **kwargs,
     )
     serving.session = session
+    if secure is None:
+        secure = over_tls(request)
 
     def send_cookie(session_id: str | None) -> None:
         set_response_cookie(
@@ -159,6 +163,15 @@ def init(
 
     session.id_observers.append(send_cookie)
     send_cookie(session.id)
+
+
+def over_tls(request: Any) -> bool:
+    """Whether ``request`` reached us, or the proxy in front of us, over https.
+
+    ``tools.proxy`` (which runs before ``init``) rewrites ``request.base``
+    from the proxy's ``X-Forwarded-Proto``.
+    """
+    return request.scheme == "https" or request.base.startswith("https://")
 
 
 # init's named parameters: the other settings are the store's options.
@@ -183,6 +196,8 @@ def set_response_cookie(
     morsel = cookie[name]
     morsel["path"] = path or (path_header and request.headers.get(path_header)) or "/"
     if expired:
+        # Browsers obey Max-Age before Expires: both must say "gone now".
+        morsel["max-age"] = 0
         morsel["expires"] = email.utils.formatdate(0, usegmt=True)
     elif timeout:
         # Max-Age for current browsers, Expires for those that ignore it.
