@@ -291,7 +291,15 @@ class Arbiter:
             # Jitter so workers started together are not all recycled together.
             max_requests += random.randint(0, self.settings.max_requests_jitter)
         worker_id, self._next_id = self._next_id, self._next_id + 1
-        pid = os.fork()
+        # Block signals across fork: the child unblocks them once its handlers
+        # are installed, so a SIGTERM sent right away (a quick HUP) is not lost
+        # on the handlers it inherited from us.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            raise
         if pid == 0:
             parent_end.close()
             self._close_in_child()
@@ -300,6 +308,7 @@ class Arbiter:
                 self.spawn_worker(worker, self.settings, max_requests)
             finally:
                 os._exit(3)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         child_end.close()
         parent_end.setblocking(False)
         worker = Worker(worker_id, pid, parent_end, self.generation)
@@ -350,10 +359,19 @@ class Arbiter:
             self.restarts[worker.retired_for or "crash"] += 1
         if worker.ready_at is None and not self.stopping and worker.retired_for is None:
             self.boot_failed(worker, how)
-        elif worker.state is State.RETIRING:
+            return
+        if worker.state is State.RETIRING:
             logger.info("worker %d (pid %d) exited (%s)", worker.id, worker.pid, how)
         else:
             logger.error("worker %d (pid %d) died unexpectedly: %s", worker.id, worker.pid, how)
+        crashed = worker.retired_for is None and not self.stopping
+        if self.halted and crashed and worker.generation == self.generation:
+            # This generation did boot: try a replacement (one at a time, and one
+            # more boot failure halts again) rather than lose capacity for good.
+            logger.warning("replacing worker %d despite the halt: its generation booted fine",
+                           worker.id)  # fmt: skip
+            self.halted = None
+            self.spawn_not_before = 0.0
 
     def boot_failed(self, worker: Worker, how: str) -> None:
         self.boot_failures += 1

@@ -212,6 +212,35 @@ def test_killed_worker_is_replaced_and_others_keep_serving(app_dir: Path) -> Non
     assert "died unexpectedly: killed by SIGKILL" in master.log()
 
 
+def test_a_burst_of_hups_loses_no_request_and_keeps_supervising(app_dir: Path) -> None:
+    hups = 20
+    with running_master(app_dir, workers=2) as master, Load(master.url) as load:
+        for n in range(1, hups + 1):
+            # Each one handled before the next (so none merge), as fast as that goes.
+            master.send(signal.SIGHUP)
+            wait_for(lambda n=n: master.log().count("master got SIGHUP") >= n, what=f"HUP {n}")
+
+        def rolled_out() -> bool:
+            master.check_alive()
+            workers = master.status()["workers"]
+            return len(workers) == 2 and all(
+                w["state"] == "ready" and w["generation"] == hups + 1 for w in workers
+            )
+
+        wait_for(rolled_out, what=f"2 ready workers of generation {hups + 1}")
+        wait_for(load.served_more(50))
+        assert master.status()["master"]["state"] == "running"
+        assert load.failures == []
+        log = master.log()
+        assert "failed to boot" not in log and "did not exit in time" not in log
+        victim = min(master.worker_pids())
+        os.kill(victim, signal.SIGKILL)
+        master.wait_ready(2, exclude={victim})
+        wait_for(load.served_more(50))
+    # Only the requests the killed worker was serving may fail.
+    assert len(load.failures) <= load.clients
+
+
 def test_app_broken_during_hup_aborts_the_rollout(app_dir: Path) -> None:
     with running_master(app_dir, workers=2) as master, Load(master.url) as load:
         old = master.worker_pids()
@@ -227,7 +256,12 @@ def test_app_broken_during_hup_aborts_the_rollout(app_dir: Path) -> None:
 
 
 def test_crash_looping_app_backs_off_and_gives_up(app_dir: Path) -> None:
-    write_app(app_dir, extra="raise ImportError('no such dependency')")
+    # It imports (so it passes the check before forking), but cannot start: the
+    # database may come back, so workers are retried.
+    write_app(app_dir, extra=(
+        "@morello.engine.subscribe('start')\n"
+        "def connect():\n    raise ConnectionRefusedError('database is down')\n"
+    ))  # fmt: skip
     master = MasterProcess(app_dir, "--max-boot-failures", "3", workers=2).start()
     code = master.wait_exit()
     log = master.log()
@@ -247,6 +281,12 @@ def test_halted_master_keeps_healthy_workers(app_dir: Path) -> None:
         assert master.control("GET", "/readyz")[0] == 200
         assert body(master.url + "/pid") == str(survivor)
         assert master.status()["master"]["state"] == "halted"
+        # The release is fixed; generation 1 booted fine, so a worker of it that
+        # dies is still replaced, halt or not.
+        write_app(app_dir)
+        os.kill(survivor, signal.SIGKILL)
+        master.wait_ready(2, exclude={victim, survivor})
+        assert master.status()["master"]["state"] == "running"
 
 
 def test_workers_exit_when_the_master_is_killed(app_dir: Path) -> None:

@@ -89,8 +89,11 @@ class Worker:
         self.requests: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         #: Immediate exits, (reason, exit code), for the exit thread.
         self.exits: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
-        #: Set once "ready" is sent; before that there is nothing to drain.
+        #: Set once "ready" is sent.
         self.ready = threading.Event()
+        #: Set once the servers may accept connections: from then on, requests
+        #: may be in flight, so stopping means draining.
+        self.accepting = threading.Event()
 
     # -- the main thread ---------------------------------------------------
 
@@ -111,9 +114,12 @@ class Worker:
 
     def _take_over_process(self) -> None:
         """Make the forked process a worker: signals, master watch, title."""
+        # The master forks with every signal blocked: one sent to us meanwhile
+        # (SIGTERM from a quick HUP) waits until our own handlers can take it.
         signal_handling.reset_inherited()
         threading.Thread(target=self._exit_thread, name="morello worker exit", daemon=True).start()
         self._install_signal_handlers()
+        signal_handling.unblock_all()
         signal_handling.die_with_parent(signal.SIGTERM)
         # The master may have died between fork() and prctl(): then no signal
         # comes, and our parent is already init (or a subreaper).
@@ -163,6 +169,7 @@ class Worker:
             raise BootError(str(exc)) from None
         self.servers = build_servers(options, StatsMiddleware(app, self.stats), self._log)
         prepare_engine()
+        self.accepting.set()
         try:
             morello.engine.start()
         except Exception as exc:
@@ -276,8 +283,9 @@ class Worker:
         self._drain_or_exit("master_gone")
 
     def _drain_or_exit(self, reason: str) -> None:
-        # Before "ready" there is no request to finish: a booting worker just goes.
-        if self.ready.is_set():
+        # Before accepting there is no request to finish: a booting worker just goes.
+        # (Drained later, once booted, if it has begun accepting.)
+        if self.accepting.is_set():
             self.requests.put(("drain", reason))
         else:
             self.exits.put((reason, EXIT_OK))

@@ -5,7 +5,9 @@ signal handlers (which would run the master's code in the worker), a
 wakeup fd (a pipe shared with the master, so the worker's signals would
 wake the master up), blocked signals, and ignored ones such as SIGCHLD
 (which would break ``subprocess`` in the application). :func:`reset_inherited`
-puts all of that back to what a new Python process has.
+puts the handlers and the wakeup fd back to what a new Python process has;
+:func:`unblock_all` unblocks signals once the worker's own handlers are in
+place (the master forks with signals blocked, so none is lost in between).
 """
 
 from __future__ import annotations
@@ -32,9 +34,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 def reset_inherited() -> None:
-    """Unblock every signal, drop the inherited wakeup fd and handlers."""
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    """Drop the inherited wakeup fd and handlers (blocked signals stay blocked)."""
     signal.set_wakeup_fd(-1)
     for signum in signal.valid_signals():
         if signum in _UNTOUCHABLE:
@@ -45,6 +45,12 @@ def reset_inherited() -> None:
                 signal.signal(signum, wanted)
         except (OSError, ValueError):
             continue  # real-time signals reserved by the C library, and the like
+
+
+def unblock_all() -> None:
+    """Unblock every signal in this thread; pending ones are delivered now."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 def install(handlers: dict[int, SignalHandler | int]) -> None:
