@@ -57,7 +57,7 @@ from morello.lib.httputil import Host
 from morello.logs import GlobalLogManager
 from morello.process import bus as _bus
 from morello.process import plugins
-from morello.serving import Serving, ThreadLocalProxy, serving, thread_data
+from morello.serving import Serving, ThreadLocalProxy, app_server_loading, serving, thread_data
 from morello.tool import ErrorTool, HandlerTool, HandlerWrapperTool, Tool, Toolbox
 from morello.toolbox import default_toolbox
 from morello.urls import url
@@ -152,10 +152,15 @@ def quickstart(
     ``workers`` (or ``master.workers`` in the config) the prefork master
     serves the application with that many worker processes instead, and
     the process exits with the master's status.
+
+    While ``morello serve`` imports the module that calls it, it only
+    mounts ``root``: the master's workers serve it.
     """
     if config:
         _global_config.update(config)
     tree.mount(root, script_name, config)
+    if app_server_loading():
+        return
     workers = workers if workers is not None else _global_config.get("master.workers")
     if workers:
         from morello.master.embedded import serve_tree

@@ -1,10 +1,19 @@
-"""Startup checks that warn about config mistakes before the first request."""
+"""Startup checks of the config: warnings as CherryPy's checker gives, and strict errors.
+
+Started by the engine, :class:`Checker` warns about suspicious config (as
+CherryPy does). ``morello serve`` also calls :meth:`Checker.check_strictly`
+before serving: a config key that no namespace or tool handles, or a value
+of the wrong type, then stops the start with a one-line :class:`ConfigError`.
+"""
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
+import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 # Namespaces that have handlers at some level; anything else is a typo.
@@ -14,6 +23,14 @@ _KNOWN_NAMESPACES = {
 }  # fmt: skip
 # Namespaces only the global config applies.
 _SITE_WIDE_NAMESPACES = {"checker", "engine", "server", "tree"}
+
+
+# Handler objects and methods visited for their _cp_config, at most.
+_MAX_HANDLERS = 5000
+
+
+class ConfigError(ValueError):
+    """A config key that nothing handles, or a value of the wrong type; one line."""
 
 
 def _expected_types() -> dict[str, type]:
@@ -79,6 +96,85 @@ def _tool_settings(config: dict[str, Any], namespace: str) -> dict[str, dict[str
     return tools
 
 
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(candidates), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _tool_names(toolboxes: Iterable[Any]) -> set[str]:
+    from morello.tool import Tool
+
+    return {
+        name
+        for toolbox in toolboxes
+        for name in dir(toolbox)
+        if not name.startswith("_") and isinstance(getattr(toolbox, name, None), Tool)
+    }
+
+
+def _app_namespaces(app: Any) -> set[str]:
+    """Namespaces a request of ``app`` handles (CherryPy's list, and morello's built-in ones)."""
+    from morello.configuration import Config
+
+    request_class = getattr(app, "request_class", None)
+    return (
+        _KNOWN_NAMESPACES
+        | set(Config.namespaces)
+        | set(getattr(app, "toolboxes", {}))
+        | set(getattr(app, "namespaces", {}))
+        | set(getattr(request_class, "namespaces", {}))
+    )
+
+
+def _exposes(obj: Any) -> bool:
+    """Whether ``obj``'s class (or ``obj`` itself) defines an exposed handler."""
+    namespaces = [vars(cls) for cls in type(obj).__mro__ if cls is not object]
+    namespaces.append(getattr(obj, "__dict__", {}))
+    return any(
+        getattr(value, "exposed", False) is True
+        for namespace in namespaces
+        for value in namespace.values()
+    )
+
+
+def _handler_configs(root: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(what, ``_cp_config``) of ``root`` and of the handlers and methods under it.
+
+    Attributes are read without running properties; the walk follows
+    objects that expose something, each once.
+    """
+    seen: set[int] = set()
+    stack = [(root, "/")]
+    while stack and len(seen) < _MAX_HANDLERS:
+        obj, path = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        where = f"{type(obj).__qualname__} at {path!r}"
+        config = _static(obj, "_cp_config")
+        if isinstance(config, dict) and config:
+            yield where, config
+        for name in dir(obj):
+            if name.startswith("_"):
+                continue
+            value = _static(obj, name)
+            value = getattr(value, "__func__", value)  # staticmethod, classmethod
+            if isinstance(value, types.FunctionType):
+                config = getattr(value, "_cp_config", None)
+                if isinstance(config, dict) and config and id(value) not in seen:
+                    seen.add(id(value))
+                    yield f"{value.__qualname__} at {path.rstrip('/') + '/' + name!r}", config
+            elif not isinstance(value, (type, types.ModuleType)) and _exposes(value):
+                stack.append((value, f"{path.rstrip('/')}/{name}"))
+
+
+def _static(obj: Any, name: str) -> Any:
+    try:
+        return inspect.getattr_static(obj, name)
+    except AttributeError:
+        return None
+
+
 class Checker:
     """Warn (``warnings.warn``) about suspicious global and application config.
 
@@ -134,6 +230,83 @@ class Checker:
                                 f"at {script_name!r})"
                             ) from exc
 
+    def check_strictly(self) -> None:
+        """Raise :class:`ConfigError` for the first key of :meth:`mistakes`."""
+        for mistake in self.mistakes():
+            raise ConfigError(mistake)
+
+    def mistakes(self) -> Iterator[str]:
+        """One line for each config key that cannot work, with the closest valid name.
+
+        That is a key of a namespace nothing handles, a tool that no toolbox
+        has, or a value whose type differs from the setting's default, in
+        the global config, each mounted application's config and the
+        ``_cp_config`` of its handlers. Namespaces and tools the application
+        registered before this runs are valid.
+        """
+        from morello import config as global_config
+        from morello import tree
+
+        apps = list(tree.apps.items())
+        site_namespaces = {"master"}.union(*(_app_namespaces(app) for _, app in apps))
+        site_namespaces |= _app_namespaces(None)
+        site_toolboxes = {"tools": [_default_toolbox()]}
+        for _, app in apps:
+            for name, toolbox in getattr(app, "toolboxes", {}).items():
+                site_toolboxes.setdefault(name, []).append(toolbox)
+        yield from self._key_mistakes(
+            "global config", global_config, site_namespaces, site_toolboxes
+        )
+        for script_name, app in apps:
+            known = _app_namespaces(app)
+            toolboxes = {name: [box] for name, box in getattr(app, "toolboxes", {}).items()}
+            where = f"of the application at {script_name!r}"
+            config = getattr(app, "config", None)
+            for section, values in (config if isinstance(config, dict) else {}).items():
+                if section != "global" and isinstance(values, dict):
+                    yield from self._key_mistakes(
+                        f"section [{section}] {where}", values, known, toolboxes
+                    )
+            for handler, values in _handler_configs(getattr(app, "root", None)):
+                yield from self._key_mistakes(
+                    f"_cp_config of {handler} {where}", values, known, toolboxes
+                )
+
+    def _key_mistakes(
+        self,
+        where: str,
+        values: dict[str, Any],
+        namespaces: set[str],
+        toolboxes: dict[str, list[Any]],
+    ) -> Iterator[str]:
+        for key, value in values.items():
+            namespace, dot, rest = str(key).partition(".")
+            if not dot:
+                continue  # "environment" and other plain keys
+            if namespace not in namespaces:
+                yield (
+                    f"unknown config namespace {namespace!r} in {key!r} ({where})"
+                    f"{_did_you_mean(namespace, namespaces)}"
+                )
+            elif namespace in toolboxes:
+                tool, dot, _ = rest.partition(".")
+                boxes = toolboxes[namespace]
+                if not any(hasattr(box, tool) for box in boxes):
+                    yield (
+                        f"unknown tool {tool!r} in {key!r} ({where})"
+                        f"{_did_you_mean(tool, _tool_names(boxes))}"
+                    )
+                elif not dot:
+                    yield f"{key!r} ({where}) names no setting; did you mean '{key}.on'?"
+            else:
+                wanted = self.expected_types.get(key)
+                sequences = isinstance(value, (list, tuple)) and wanted in (list, tuple)
+                if wanted and value is not None and not (sequences or _compatible(value, wanted)):
+                    yield (
+                        f"{key!r} ({where}) is {value!r}, of type {type(value).__name__!r}; "
+                        f"it takes a {wanted.__name__!r}"
+                    )
+
     def check_types(self, section: str, values: Any, expected: dict[str, type]) -> None:
         """Warn about values whose type differs from the setting's default."""
         for key, value in values.items():
@@ -150,7 +323,7 @@ class Checker:
     def check_app(self, script_name: str, app: Any, config: dict[str, Any]) -> None:
         """Warn about sections and keys of one application's config."""
         toolboxes = getattr(app, "toolboxes", {})
-        known = _KNOWN_NAMESPACES | set(toolboxes) | set(app.namespaces)
+        known = _app_namespaces(app)
         for section, values in config.items():
             if section == "global":
                 continue  # quickstart hands one config to both config.update and mount
@@ -183,14 +356,23 @@ class Checker:
                 elif namespace not in known:
                     warnings.warn(
                         f"Unknown config namespace {namespace!r} in {key!r} "
-                        f"(section {section!r} of the application at {script_name!r}).",
+                        f"(section {section!r} of the application at {script_name!r})"
+                        f"{_did_you_mean(namespace, known) or '.'}",
                         stacklevel=2,
                     )
                 elif namespace in toolboxes and not hasattr(
                     toolboxes[namespace], rest.partition(".")[0]
                 ):
+                    tool = rest.partition(".")[0]
                     warnings.warn(
                         f"{key!r} names no tool of {namespace!r} (section {section!r} of "
-                        f"the application at {script_name!r}); requests there will fail.",
+                        f"the application at {script_name!r}); requests there will fail"
+                        f"{_did_you_mean(tool, _tool_names([toolboxes[namespace]])) or '.'}",
                         stacklevel=2,
                     )
+
+
+def _default_toolbox() -> Any:
+    from morello import tools
+
+    return tools

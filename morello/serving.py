@@ -7,7 +7,9 @@ proxies that always point at the current thread's objects.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -32,6 +34,30 @@ class Serving(threading.local):
 
 
 serving = Serving()
+
+_app_server_loading = False
+
+
+@contextlib.contextmanager
+def loading_for_app_server() -> Iterator[None]:
+    """Mark the time ``morello serve`` imports and mounts the application here.
+
+    A module written to be run as a script calls ``quickstart()`` when
+    imported; meanwhile that only mounts its root, since the master's
+    workers do the serving.
+    """
+    global _app_server_loading
+    previous, _app_server_loading = _app_server_loading, True
+    try:
+        yield
+    finally:
+        _app_server_loading = previous
+
+
+def app_server_loading() -> bool:
+    """Whether ``morello serve`` is loading the application in this process now."""
+    return _app_server_loading
+
 
 #: Free-form per-thread storage for applications (``cherrypy.thread_data``).
 thread_data = threading.local()

@@ -9,7 +9,7 @@ The master forks, then calls in the child::
 a worker and :mod:`morello.master.channel` for what it tells the master.
 """
 
-from .app_loading import BootError, load_app
+from .app_loading import BootError, load_app, prepare_app
 from .options import (
     EXIT_ABORTED,
     EXIT_BOOT_FAILURE,
@@ -29,5 +29,6 @@ __all__ = [
     "BootError",
     "WorkerOptions",
     "load_app",
+    "prepare_app",
     "run",
 ]

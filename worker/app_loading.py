@@ -15,20 +15,26 @@ Accepted forms (``module`` is imported with the current directory first on
                            result classified the same way
 
 The same applies to an object the master imported already. Every failure
-is a :class:`BootError` whose message fits on one line.
+is a :class:`BootError` whose message fits on one line, with the close name
+when a module or object name looks misspelt.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import os
+import pkgutil
 import sys
 import types
 from collections.abc import Callable
 from typing import Any
 
+from morello.sessions.prefork import refuse_ram_sessions
+
 import morello
+from morello.serving import loading_for_app_server
 
 WSGIApp = Callable[..., Any]
 
@@ -45,18 +51,54 @@ class BootError(Exception):
         self.show_traceback = show_traceback
 
 
+def prepare_app(target: str | object, config_file: str | None = None, workers: int = 1) -> WSGIApp:
+    """All a process does with the app before serving it; return the WSGI callable.
+
+    Apply the ``[global]`` section of ``config_file``, load ``target`` (see
+    :func:`load_app`), refuse RAM sessions shared by ``workers`` processes,
+    and check the config strictly (unknown namespaces and tools, values of
+    the wrong type, bad tool settings). Every failure is a :class:`BootError`.
+    """
+    if config_file:
+        try:
+            morello.config.update(config_file)
+        except Exception as exc:
+            raise BootError(
+                f"bad config file {config_file!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+    app = load_app(target, config_file)
+    check_mounted(workers)
+    return app
+
+
+def check_mounted(workers: int) -> None:
+    """Refuse what is mounted if ``workers`` processes cannot serve it or its config is wrong.
+
+    That is RAM sessions shared by several workers, bad tool settings, and
+    the mistakes of :meth:`morello.checker.Checker.mistakes`; each is a
+    :class:`BootError`.
+    """
+    try:
+        refuse_ram_sessions(morello.tree, workers)
+        morello.checker.check_tools()
+        morello.checker.check_strictly()
+    except ValueError as exc:
+        raise BootError(str(exc)) from None
+
+
 def load_app(target: str | object, config_file: str | None = None) -> WSGIApp:
     """Import (if needed) and classify ``target``; return the WSGI callable to serve.
 
     ``config_file`` is the application config of a root handler mounted here.
     """
-    if isinstance(target, str):
-        obj, name = import_spec(target)
-        if obj is morello.tree:
-            return obj
-    else:
-        obj, name = target, _describe(target)
-    return as_wsgi(obj, name, config_file)
+    with loading_for_app_server():
+        if isinstance(target, str):
+            obj, name = import_spec(target)
+            if obj is morello.tree:
+                return obj
+        else:
+            obj, name = target, _describe(target)
+        return as_wsgi(obj, name, config_file)
 
 
 def import_spec(spec: str) -> tuple[Any, str]:
@@ -77,8 +119,43 @@ def import_spec(spec: str) -> tuple[Any, str]:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise BootError(f"module {module_name!r} has no attribute {attribute!r}") from None
+            roots = root_classes(obj) if obj is module else []
+            names = [
+                name
+                for name in dir(obj)
+                if not name.startswith("_")
+                and not isinstance(getattr(obj, name, None), types.ModuleType)
+            ]
+            hint = _did_you_mean(part, roots) or _did_you_mean(part, names)
+            if not hint and roots:
+                hint = f"; its root handler classes: {', '.join(roots)}"
+            missing = f"module {module_name!r} has no attribute {attribute!r}"
+            raise BootError(missing + hint) from None
     return obj, f"{module_name}:{attribute}"
+
+
+def root_classes(module: types.ModuleType) -> list[str]:
+    """Names of the classes defined in ``module`` that have exposed methods."""
+    return [
+        name
+        for name, value in vars(module).items()
+        if inspect.isclass(value)
+        and value.__module__ == module.__name__
+        and any(getattr(v, "exposed", False) is True for v in vars(value).values())
+    ]
+
+
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    """``"; did you mean 'x'?"`` for the candidate closest to ``name``, or nothing."""
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _sibling_modules(missing: str, cwd: str) -> list[str]:
+    """Modules next to where ``missing`` was looked for (the cwd for a top-level one)."""
+    parent, _, _ = missing.rpartition(".")
+    path = getattr(sys.modules.get(parent), "__path__", None) if parent else [cwd]
+    return [info.name for info in pkgutil.iter_modules(path)] if path else []
 
 
 def import_module(name: str) -> types.ModuleType:
@@ -93,7 +170,8 @@ def import_module(name: str) -> types.ModuleType:
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if missing == name or name.startswith(missing + "."):
-            raise BootError(f"no module named {name!r} (from {cwd})") from None
+            hint = _did_you_mean(missing.rpartition(".")[2], _sibling_modules(missing, cwd))
+            raise BootError(f"no module named {missing!r} (from {cwd}){hint}") from None
         raise BootError(f"cannot import {name!r}: {exc}", show_traceback=True) from exc
     except BootError:
         raise

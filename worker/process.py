@@ -30,13 +30,13 @@ from typing import Any, NoReturn
 
 from morello.master import server_logs
 from morello.master.channel import WorkerChannel
-from morello.sessions.prefork import ram_session_users, refuse_ram_sessions
+from morello.sessions.prefork import ram_session_users
 
 import morello
 from morello.log_files import reopen_log_files
 
 from . import signal_handling
-from .app_loading import BootError, load_app
+from .app_loading import BootError, prepare_app
 from .options import (
     EXIT_ABORTED,
     EXIT_BOOT_FAILURE,
@@ -153,20 +153,9 @@ class Worker:
     def _boot(self) -> None:
         """Load the application and start the engine with one server per socket."""
         options = self.options
-        if options.config_file:
-            try:
-                morello.config.update(options.config_file)
-            except Exception as exc:
-                raise BootError(
-                    f"bad config file {options.config_file!r}: {type(exc).__name__}: {exc}"
-                ) from exc
-        app = load_app(options.app, options.config_file)
+        app = prepare_app(options.app, options.config_file, options.workers)
         # The config and the app may have turned the screen on; the master's logs say it all.
         server_logs.take_over_screen()
-        try:
-            refuse_ram_sessions(morello.tree, options.workers)
-        except ValueError as exc:
-            raise BootError(str(exc)) from None
         self.servers = build_servers(options, StatsMiddleware(app, self.stats), self._log)
         prepare_engine()
         self.accepting.set()
