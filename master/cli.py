@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .settings import COMMAND_LINE, Settings, from_config_file
+from .settings import COMMAND_LINE, LOG_LEVELS, Settings, config_file_values
 
 logger = logging.getLogger("morello.master")
 
@@ -83,32 +84,53 @@ def serve_parser() -> argparse.ArgumentParser:
     add("--reload", action="store_true",
         help="rolling restart when a .py file changes (development)")
     add("-n", "--name", help="name shown in process titles")
-    add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add("--error-logfile", metavar="FILE",
+        help="where the master and the workers log; - for stderr (default)")
+    add("--access-logfile", metavar="FILE",
+        help="where workers write one line per request; - for stdout (default: nowhere)")
+    add("--access-log-format", metavar="FORMAT",
+        help="str.format template of access lines, fields {h} {l} {u} {t} {r} {s} {b} {f} "
+             "{a} {o} {i} {z} (default: Apache's combined format)")
+    add("--log-level", choices=LOG_LEVELS, help="least severe message logged (default info)")
+    add("--print-config", action="store_true",
+        help="print every setting, its value and where it came from, then exit")
     return parser  # fmt: skip
 
 
-def settings_from_args(argv: Sequence[str]) -> tuple[Settings, str]:
-    """Parse ``serve`` arguments into settings (file first, flags over it) and a log level."""
+def settings_with_sources(argv: Sequence[str]) -> tuple[Settings, dict[str, str], bool]:
+    """Parse ``serve`` arguments: the settings (flags over the config file over the
+    defaults), where each setting not at its default came from, and ``--print-config``."""
     args = vars(serve_parser().parse_args(argv))
-    log_level = args.pop("log_level", "info")
-    settings = Settings()
+    print_config = args.pop("print_config", False)
+    settings, sources = Settings(), {}
     if args.get("config"):
-        settings = from_config_file(args["config"], settings)
+        values = config_file_values(args["config"])
+        settings = settings.updated(values, f"config file {args['config']!r}")
+        sources.update(dict.fromkeys(values, f"config file {args['config']}"))
     settings = settings.updated(args, COMMAND_LINE)
+    sources.update(dict.fromkeys(args, COMMAND_LINE))
     settings.check()
-    return settings, log_level
+    return settings, sources, print_config
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-    )
-    # Only the master's own logger: workers inherit this handler, and the
-    # framework's error log already writes to the screen by itself.
-    master_logger = logging.getLogger("morello.master")
-    master_logger.addHandler(handler)
-    master_logger.setLevel(level.upper())
+def settings_from_args(argv: Sequence[str]) -> tuple[Settings, str]:
+    """Parse ``serve`` arguments into settings and the log level they set."""
+    settings, _, _ = settings_with_sources(argv)
+    return settings, settings.log_level
+
+
+#: Settings --print-config does not show.
+SECRET_SETTINGS = ("control_token",)
+
+
+def format_config(settings: Settings, sources: dict[str, str]) -> str:
+    """Every setting as a config-file line, with where its value came from."""
+    lines = []
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        shown = "'<hidden>'" if item.name in SECRET_SETTINGS and value else repr(value)
+        lines.append(f"master.{item.name} = {shown}  # {sources.get(item.name, 'default')}")
+    return "\n".join(lines)
 
 
 def serve(argv: Sequence[str]) -> int:
@@ -116,11 +138,13 @@ def serve(argv: Sequence[str]) -> int:
     from .launch import Launch
 
     try:
-        settings, log_level = settings_from_args(argv)
-    except ValueError as exc:
+        settings, sources, print_config = settings_with_sources(argv)
+    except (OSError, ValueError) as exc:
         print(f"morello serve: error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(log_level)
+    if print_config:
+        print(format_config(settings, sources))
+        return 0
     return Launch(settings, list(argv)).run()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from .cli import configure_logging
 from .launch import Launch
 from .settings import Settings
 from .sockets import BindSpec
@@ -36,5 +35,4 @@ def serve_tree(workers: int | None = None) -> int:
     if workers is not None:
         settings = dataclasses.replace(settings, workers=workers)
     settings.check()
-    configure_logging("info")
     return Launch(settings, None, app=morello.tree).run()

@@ -19,8 +19,10 @@ from morello.sessions.prefork import refuse_ram_sessions
 from setproctitle import setproctitle
 
 import morello
+from morello.log_files import stderr_to_file
 from morello.process.daemon_plugins import write_pid_file
 
+from . import server_logs
 from . import sockets as listen
 from .arbiter import Arbiter
 from .cli import REEXEC_FROM
@@ -52,10 +54,17 @@ class Launch:
 
     def run(self) -> int:
         settings = self.settings
+        try:
+            server_logs.configure(settings)
+        except OSError as exc:
+            print(f"morello: error: cannot open log file: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_START
         if settings.daemon and REEXEC_FROM not in os.environ:
             from morello.process.daemon_plugins import Daemonizer
 
             Daemonizer.daemonize()
+            # Tracebacks and other raw stderr output go to the error log too.
+            stderr_to_file(settings.error_logfile)
         try:
             self.sockets = self.take_sockets()
         except (OSError, ValueError) as exc:

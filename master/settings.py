@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from morello.configfile import load as load_config
+from morello.logs import LogManager, check_access_format
 
 #: Start of the master's process title, ``morello: master [NAME]``.
 MASTER_TITLE = "morello: master"
+#: Values of ``log_level``.
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _SIZE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*")
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -107,11 +110,18 @@ class Settings:
     boot_backoff_max: float = 30.0
     #: Name shown in process titles; defaults to the app spec.
     name: str = ""
+    #: Where master and workers log (``-``: standard error).
+    error_logfile: str = "-"
+    #: Where workers write one line per request (``-``: standard output; None: nowhere).
+    access_logfile: str | None = None
+    access_log_format: str = LogManager.access_log_format
+    log_level: str = "info"
 
     def check(self) -> None:
         """Raise ValueError naming the first setting that makes no sense."""
         if not self.app:
             raise ValueError("no application given: morello serve MODULE:OBJECT")
+        self.check_logs()
         if not self.bind:
             raise ValueError("no bind address given")
         for name in ("workers", "threads", "backlog", "max_surge", "max_boot_failures"):
@@ -137,6 +147,19 @@ class Settings:
                 f"timeout ({self.timeout}s) must be at least twice heartbeat_interval "
                 f"({self.heartbeat_interval}s), or healthy workers would be aborted"
             )
+
+    def check_logs(self) -> None:
+        """Raise ValueError when the log settings cannot work."""
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not "
+                             f"{self.log_level!r}")  # fmt: skip
+        check_access_format(self.access_log_format)
+        # A daemon's standard streams go to /dev/null: its logs need files.
+        if self.daemon and self.error_logfile in ("-", "", None):
+            raise ValueError("--daemon needs --error-logfile FILE (its stderr is /dev/null)")
+        if self.daemon and self.access_logfile == "-":
+            raise ValueError("--daemon needs --access-logfile FILE, not - (its stdout is "
+                             "/dev/null)")  # fmt: skip
 
     @property
     def title_name(self) -> str:
@@ -206,14 +229,17 @@ def _number(value: Any, kind: str, parse: Callable[[Any], Any]) -> Any:
     return number
 
 
-def from_config_file(path: str, base: Settings | None = None) -> Settings:
-    """``base`` (or the defaults) updated with the ``master.*`` keys of ``path``'s [global]."""
-    sections = load_config(path)
-    global_section = sections.get("global", {})
-    values = {
+def config_file_values(path: str) -> dict[str, Any]:
+    """The ``master.*`` keys of ``path``'s [global] section, without the prefix."""
+    global_section = load_config(path).get("global", {})
+    return {
         key.split(".", 1)[1]: value
         for key, value in global_section.items()
         if key.startswith("master.")
     }
+
+
+def from_config_file(path: str, base: Settings | None = None) -> Settings:
+    """``base`` (or the defaults) updated with the ``master.*`` keys of ``path``'s [global]."""
     settings = base or Settings()
-    return settings.updated(values, f"config file {path!r}")
+    return settings.updated(config_file_values(path), f"config file {path!r}")

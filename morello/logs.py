@@ -24,9 +24,10 @@ import time as _time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from morello.log_files import reopen_handlers
 from morello.serving import serving
 
-__all__ = ["GlobalLogManager", "LogManager", "WSGIErrorHandler", "logfmt"]
+__all__ = ["GlobalLogManager", "LogManager", "WSGIErrorHandler", "check_access_format", "logfmt"]
 
 #: The formatter of the built-in handlers: the message alone (it already
 #: carries its timestamp), plus a traceback when there is one.
@@ -117,6 +118,21 @@ def _used_atoms(fmt: str) -> tuple[tuple[str, _AtomGetter], ...]:
     # Unknown names are left out; str.format then raises, and access()
     # reports that in the error log.
     return tuple((name, _ATOMS[name]) for name in names if name in _ATOMS)
+
+
+def check_access_format(fmt: str) -> None:
+    """Raise ValueError unless ``fmt`` is a valid access-log format of known atoms."""
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(fmt) if field is not None]
+    except ValueError as exc:
+        raise ValueError(f"access log format {fmt!r}: {exc}") from None
+    unknown = sorted({_FIELD_ROOT.split(field, 1)[0] for field in fields} - _ATOMS.keys())
+    if unknown:
+        raise ValueError(
+            f"access log format {fmt!r}: unknown field(s) "
+            f"{', '.join(f'{{{name}}}' for name in unknown)}; "
+            f"the fields are {{{'}, {'.join(_ATOMS)}}}"
+        )
 
 
 class _ScreenHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -217,7 +233,14 @@ class LogManager:
             return
         exc_info = sys.exc_info() if traceback else (None, None, None)
         message = f"{self.time()} {context} {msg}"
-        log.log(severity, message, exc_info=exc_info if exc_info[0] else None)
+        # Formatters that stamp records themselves use the unstamped text.
+        unstamped = f"{context} {msg}" if context else msg
+        log.log(
+            severity,
+            message,
+            exc_info=exc_info if exc_info[0] else None,
+            extra={"unstamped": unstamped},
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         """Same as :meth:`error`."""
@@ -262,23 +285,7 @@ class LogManager:
         Call it after moving the log files away (log rotation) so that writing
         continues in fresh files at the configured paths.
         """
-        for log in (self.error_log, self.access_log):
-            for handler in log.handlers:
-                if not isinstance(handler, logging.FileHandler):
-                    continue
-                handler.acquire()
-                try:
-                    # A handler created with delay=True opens on first use.
-                    if handler.stream is not None:
-                        handler.stream.close()
-                        handler.stream = open(  # noqa: SIM115 - the handler owns it
-                            handler.baseFilename,
-                            handler.mode,
-                            encoding=handler.encoding,
-                            errors=handler.errors,
-                        )
-                finally:
-                    handler.release()
+        reopen_handlers([*self.error_log.handlers, *self.access_log.handlers])
 
     # ----------------------------------------------------------- handlers
 

@@ -105,3 +105,21 @@ def test_a_remote_control_address_is_refused_with_what_to_do(app_dir: Path) -> N
     assert "not a loopback address" in result.stderr
     assert result.stderr.rstrip().endswith("bind it to 127.0.0.1, [::1] or a unix: socket")
     assert result.stderr.count("\n") == 1
+
+
+def test_print_config_shows_each_setting_and_where_it_came_from(app_dir: Path) -> None:
+    (app_dir / "site.conf").write_text(
+        "[global]\nmaster.workers = 3\nmaster.max_rss = '512M'\nmaster.control_token = 'x1'\n"
+    )
+    result = morello(
+        "serve", "app:Root", "-c", "site.conf", "--threads", "4", "--print-config", cwd=app_dir
+    )
+    assert result.returncode == 0, result.stderr
+    shown = dict(line.split(" = ", 1) for line in result.stdout.splitlines())
+    assert shown["master.workers"] == "3  # config file site.conf"
+    assert shown["master.max_rss"] == f"{512 << 20}  # config file site.conf"
+    assert shown["master.threads"] == "4  # command line"
+    assert shown["master.backlog"] == "2048  # default"
+    assert shown["master.access_logfile"] == "None  # default"
+    assert "x1" not in result.stdout  # a secret stays one
+    assert shown["master.control_token"].endswith("# config file site.conf")

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -339,3 +339,22 @@ def test_ctl_config_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "master.control_bind" in capsys.readouterr().err
     assert ctl.main(["stop", "-c", config]) == 2
     assert "master.pidfile" in capsys.readouterr().err
+
+
+def test_ctl_sends_the_control_token(
+    tmp_path: Path,
+    start: Callable[..., Endpoint],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    endpoint = start("tcp", token="s3cret")
+    monkeypatch.delenv(ctl.TOKEN_ENV, raising=False)
+    assert ctl.main(["scale", "2", "--control", endpoint.address]) == 1
+    assert "Authorization: Bearer" in capsys.readouterr().err
+    config = write_config(tmp_path, control_bind=endpoint.address, control_token="s3cret")
+    assert ctl.main(["scale", "3", "-c", config]) == 0
+    monkeypatch.setenv(ctl.TOKEN_ENV, "s3cret")
+    assert ctl.main(["scale", "4", "--control", endpoint.address]) == 0
+    monkeypatch.setenv(ctl.TOKEN_ENV, "wrong")
+    assert ctl.main(["scale", "5", "-c", config]) == 0  # the master's own file wins
+    assert endpoint.app.scaled == [3, 4, 5]
