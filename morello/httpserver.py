@@ -16,6 +16,8 @@ sockets their master opened.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
 import socket
@@ -33,7 +35,7 @@ from cheroot.errors import MaxSizeExceeded
 from morello import http_framing
 from morello.process.servers import BindAddr, ServerAdapter, format_url
 
-__all__ = ["Server", "WSGIServer", "server_namespace_handler"]
+__all__ = ["ConnectionManager", "Server", "WSGIServer", "server_namespace_handler"]
 
 WSGIApp = Callable[..., Any]
 ListenSocket = socket.socket | int
@@ -135,6 +137,59 @@ class ProxyModeRequest(cheroot.server.HTTPRequest):
         super().send_headers()
 
 
+#: accept() errors meaning "out of descriptors (or kernel memory) for now":
+#: the connection stays queued, so an immediate retry fails the same way.
+_ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class ConnectionManager(connections.ConnectionManager):
+    """cheroot's connection selector, backing off when accept() runs out of descriptors.
+
+    cheroot retries such an accept() at once, failing and logging a
+    traceback each time (over a thousand a second). This one pauses the
+    selector thread instead, 0.1 s at first and doubling up to 1 s, and
+    logs one line per second at most; requests in progress meanwhile finish
+    and free their descriptors.
+    """
+
+    first_pause = 0.1
+    max_pause = 1.0
+    log_interval = 1.0
+
+    def __init__(self, server: cheroot.server.HTTPServer) -> None:
+        super().__init__(server)
+        self._pause = 0.0
+        self._failures = 0
+        self._logged_at = -self.log_interval
+
+    def _from_server_socket(self, server_socket: Any) -> Any:
+        try:
+            conn = super()._from_server_socket(server_socket)
+        except OSError as exc:
+            if exc.errno not in _ACCEPT_EXHAUSTED:
+                raise
+            self._back_off(exc)
+            return None
+        if self._pause:
+            self._pause = 0.0
+            self.server.error_log("Accepting connections again.", logging.WARNING)
+        return conn
+
+    def _back_off(self, exc: OSError) -> None:
+        self._pause = min(self.max_pause, max(self.first_pause, self._pause * 2))
+        self._failures += 1
+        now = time.monotonic()
+        if now - self._logged_at >= self.log_interval:
+            self.server.error_log(
+                f"Cannot accept connections: {exc.strerror} ({self._failures} failed "
+                f"accept() calls); retrying in {self._pause:g}s.",
+                logging.WARNING,
+            )
+            self._logged_at = now
+            self._failures = 0
+        time.sleep(self._pause)
+
+
 class Connection(cheroot.server.HTTPConnection):
     """cheroot connection whose requests use :class:`ProxyModeRequest`."""
 
@@ -187,6 +242,10 @@ class WSGIServer(cheroot.wsgi.Server):
         """Bind and listen (or adopt ``listen_socket``), then start the worker threads."""
         if self.listen_socket is None:
             super().prepare()
+            if self.ready:
+                cheroots = self._connections
+                self._connections = ConnectionManager(self)
+                cheroots.close()  # its selector only held the listening socket
             return
         # cheroot's own prepare() always creates, binds and listen()s a socket.
         # An inherited socket needs none of that, and listen() would even
@@ -197,7 +256,7 @@ class WSGIServer(cheroot.wsgi.Server):
         if self.software is None:
             self.software = f"{self.version} Server"
         self._interrupt = None
-        self._connections = connections.ConnectionManager(self)
+        self._connections = ConnectionManager(self)
         self.requests.start()
         self.ready = True
         self._start_time = time.time()

@@ -24,17 +24,16 @@ import time
 from typing import Any
 
 import cheroot.server
-from cheroot import connections
 
-from morello.httpserver import Connection, WSGIServer
+from morello.httpserver import Connection, ConnectionManager, WSGIServer
 
 #: cheroot's "stop now" token for its unservicable-connections thread
 #: (private; without it that thread just lingers until the process exits).
 _STOP_TOKEN = getattr(cheroot.server, "_STOPPING_FOR_INTERRUPT", None)
 
 
-class DrainingConnectionManager(connections.ConnectionManager):
-    """cheroot's keep-alive selector, plus a way to stop accepting and drain.
+class DrainingConnectionManager(ConnectionManager):
+    """morello's keep-alive selector, plus a way to stop accepting and drain.
 
     The accept and the "stop accepting" decision share a lock so that,
     once :meth:`stop_accepting` returns, this process accepts nothing more.

@@ -1,0 +1,73 @@
+"""A server out of file descriptors backs off instead of spinning.
+
+The server runs in a subprocess whose ``RLIMIT_NOFILE`` is lowered to a few
+descriptors above what it uses at start. Idle client connections then use
+up the rest, so accept() fails with EMFILE while more connections wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bus_support import wait_until
+from e2e_support import alive_root, assert_alive, subprocess_server
+
+from morello.testing import HOST
+
+#: Descriptors the server may open beyond those it has when the app is built.
+SPARE_FDS = 16
+#: Idle connections opened by the test: more than the server can accept.
+CLIENTS = 3 * SPARE_FDS
+FAILURE = "Too many open files"
+
+
+def build(cp: Any) -> tuple[Any, dict[str, Any]]:
+    """The app, built in the server's process: lowers that process's descriptor limit."""
+    in_use = len(os.listdir("/proc/self/fd"))
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + SPARE_FDS, hard))
+    return alive_root(cp)(), {}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    log = tmp_path / "error.log"
+    # A backlog with room for every connection the server cannot accept.
+    config = {
+        "log.error_file": str(log),
+        "server.socket_timeout": 30,
+        "server.socket_queue_size": 2 * CLIENTS,
+    }
+    with subprocess_server("test_accept_backoff:build", "morello", config) as port:
+        yield port, log
+
+
+def failures(log: Path) -> int:
+    return log.read_text(errors="replace").count(FAILURE) if log.exists() else 0
+
+
+def test_accept_out_of_descriptors_backs_off_logs_rarely_and_recovers(
+    server: tuple[int, Path],
+) -> None:
+    port, log = server
+    with contextlib.ExitStack() as stack:
+        for _ in range(CLIENTS):
+            stack.enter_context(socket.create_connection((HOST, port), timeout=5))
+        wait_until(lambda: failures(log) >= 1, 20)
+        first = time.monotonic()
+        # Still out of descriptors: the server keeps retrying (and logging).
+        wait_until(lambda: failures(log) >= 2, 20)
+        elapsed = time.monotonic() - first
+        # At most one line per second (cheroot logs a traceback per retry).
+        assert failures(log) <= elapsed + 2, (failures(log), elapsed)
+    # The idle connections are gone: their descriptors come back.
+    assert_alive(port)
+    wait_until(lambda: "Accepting connections again." in log.read_text(), 20)
