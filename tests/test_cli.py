@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -9,7 +11,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from prefork_support import DEADLINE, write_app
+import requests
+from prefork_support import DEADLINE, REPO_ROOT, wait_for, write_app
 
 from morello.testing import free_port
 
@@ -123,3 +126,49 @@ def test_print_config_shows_each_setting_and_where_it_came_from(app_dir: Path) -
     assert shown["master.access_logfile"] == "None  # default"
     assert "x1" not in result.stdout  # a secret stays one
     assert shown["master.control_token"].endswith("# config file site.conf")
+
+
+# --- ./dev demo ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["flags", "environment"])
+def test_dev_demo_serves_on_the_port_it_is_given(tmp_path: Path, how: str) -> None:
+    port = free_port()
+    command, env = [str(REPO_ROOT / "dev"), "demo"], dict(os.environ)
+    if how == "flags":
+        command += ["--port", str(port), "--workers", "1"]
+    else:
+        env.update(PORT=str(port), WORKERS="1")
+    with open(tmp_path / "demo.log", "wb") as log:
+        demo = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        page = wait_for(
+            lambda: requests.get(f"http://127.0.0.1:{port}/", timeout=5),
+            what=f"the demo on port {port}\n{(tmp_path / 'demo.log').read_text()[-2000:]}",
+        )
+        assert page.status_code == 200 and "morello demo" in page.text
+        demo.send_signal(signal.SIGTERM)  # ./dev execs the demo: this is its master
+        assert demo.wait(DEADLINE) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(DEADLINE)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--port", "eighty"], {}, "--port needs a whole number, like --port 8081; got 'eighty'"),
+        (["--port"], {}, "--port needs a number"),
+        ([], {"PORT": "http"}, "--port needs a whole number"),
+        (["--colour"], {}, "unknown option '--colour'"),
+    ],
+)
+def test_dev_demo_refuses_bad_options(args: list[str], env: dict[str, str], message: str) -> None:
+    result = subprocess.run(
+        [str(REPO_ROOT / "dev"), "demo", *args], env=dict(os.environ, **env),
+        capture_output=True, text=True, timeout=DEADLINE,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("dev: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1

@@ -3,7 +3,8 @@
 Run it with ``./dev demo`` (or ``python examples/demo/site.py``) and open
 http://127.0.0.1:8080/: two prefork worker processes share file sessions,
 so your guestbook entries and visit count follow you whichever worker
-answers (each page shows its pid). ``WORKERS=1`` runs a single process.
+answers (each page shows its pid). ``PORT=8081`` (or ``./dev demo --port
+8081``) serves on another port; ``WORKERS=1`` runs a single process.
 With the ``morello`` command instead, from the repository root::
 
     morello serve examples.demo.site:application --workers 2
@@ -99,6 +100,8 @@ def config(port=8080, workers=2):
             "environment": "production",
             "log.screen": True,
             "master.workers": workers,
+            # Under the prefork master, access lines go where this says.
+            "master.access_logfile": "-",
         },
         "/": {
             "tools.sessions.on": True,
