@@ -9,10 +9,12 @@ guessing:
   the colon, empty or odd names, folded lines), control characters (CR, NUL,
   ...) in values, two ``Host`` or two ``Content-Length`` fields, a
   ``Content-Length`` that is not all digits;
-* ``Transfer-Encoding`` together with ``Content-Length``, in an HTTP/1.0
-  request, or without ``chunked`` as its last coding;
+* ``Transfer-Encoding`` together with ``Content-Length``, outside HTTP/1.1,
+  or without ``chunked`` as its last (and only chunked) coding;
 * chunk-size lines that are not ``1*HEXDIG [chunk-ext] CRLF``, and trailer
-  fields that are not header fields.
+  fields that are not header fields. The trailer section is read with the
+  last chunk (up to :data:`MAX_TRAILER` bytes), so it can never be taken
+  for the connection's next request.
 
 Header fields whose names contain ``_`` are dropped: a WSGI environ spells
 ``X-Forwarded-For`` and ``X_Forwarded_For`` alike, so one could override the
@@ -29,7 +31,7 @@ from typing import Any
 from cheroot.errors import MaxSizeExceeded
 from cheroot.server import ChunkedRFile, comma_separated_headers
 
-__all__ = ["ChunkedBody", "check_body_framing", "is_token", "read_fields"]
+__all__ = ["ChunkedBody", "check_body_framing", "is_token", "parse_field_line", "read_fields"]
 
 CRLF = b"\r\n"
 
