@@ -44,7 +44,7 @@ import psutil
 
 from .cli import Parser
 from .control import parse_address
-from .settings import MASTER_TITLE, from_config_file
+from .settings import MASTER_TITLE, convert, from_config_file
 
 PROG = "morello ctl"
 DEFAULT_TIMEOUT = 10.0
@@ -377,6 +377,17 @@ def cmd_stop(args: argparse.Namespace, master: Master) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """``--timeout``: read like the master's own timeouts, and positive."""
+    try:
+        seconds = convert("timeout", text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return seconds
+
+
 def _add_common_options(parser: argparse.ArgumentParser, main: bool) -> None:
     # After the command, an option not given must not reset the value given
     # before it, hence SUPPRESS defaults on the command parsers.
@@ -402,7 +413,7 @@ def _add_common_options(parser: argparse.ArgumentParser, main: bool) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         metavar="SECONDS",
         default=default(DEFAULT_TIMEOUT),
         help=f"network and --wait timeout (default {DEFAULT_TIMEOUT:g})",
@@ -441,9 +452,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or a usage error, already printed by argparse
         return exc.code if isinstance(exc.code, int) else 2
-    if args.timeout <= 0:
-        print(f"{PROG}: error: --timeout must be positive", file=sys.stderr)
-        return 2
     try:
         return args.handler(args, find_master(args))
     except CtlError as exc:

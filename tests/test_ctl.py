@@ -18,6 +18,7 @@ from control_support import (
     Endpoint,
 )
 from morello.master import ctl
+from prefork_support import running_master, write_app
 
 # --- morello ctl: HTTP commands ------------------------------------------------
 
@@ -358,3 +359,37 @@ def test_ctl_sends_the_control_token(
     monkeypatch.setenv(ctl.TOKEN_ENV, "wrong")
     assert ctl.main(["scale", "5", "-c", config]) == 0  # the master's own file wins
     assert endpoint.app.scaled == [3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timeout", "soon"], "--timeout: expected a number of seconds like 30 or 2.5"),
+        (["--timeout", "0"], "--timeout: expected a positive number of seconds, got '0'"),
+        (["--colour"], "unrecognized arguments: --colour (see morello ctl --help)"),
+    ],
+)
+def test_ctl_usage_errors_say_what_is_expected(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert ctl.main(["stop", "--pidfile", "m.pid", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("morello ctl") and ": error: " in err and message in err
+    assert err.count("\n") == 1
+
+
+def test_ctl_drives_a_real_master_from_its_config_file(tmp_path: Path) -> None:
+    write_app(tmp_path)
+    config = write_config(
+        tmp_path,
+        control_bind=f"unix:{tmp_path / 'control.sock'}",
+        pidfile=str(tmp_path / "master.pid"),
+        control_token="t0ken",
+    )
+    with running_master(tmp_path, "-c", config, workers=1) as master:
+        assert ctl.main(["scale", "2", "-c", config]) == 0
+        first = master.wait_ready(2)
+        assert ctl.main(["reload", "-c", config]) == 0
+        master.wait_ready(2, exclude=first)
+        assert ctl.main(["stop", "-c", config, "--wait"]) == 0
+        assert master.wait_exit() == 0
