@@ -17,6 +17,7 @@ from morello.lib import (
     static,
     xmlrpcutil,
 )
+from morello.lib import sessions as _sessions  # noqa: F401 - for cherrypy.lib.sessions.expire()
 from morello.lib.trusted_proxies import ProxyTool
 from morello.sessions.auth import SessionAuthTool
 from morello.sessions.tool import SessionTool

@@ -4,15 +4,20 @@ the setting checked at engine start, and the production warning when it is unset
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+from bus_support import python_env
+from prefork_support import DEADLINE, write_app
 from test_builtin_tools import Proxied
 from test_sessions_config import startup_error
 
 import morello
 from morello.lib.trusted_proxies import parse_trusted, trusts
-from morello.testing import running
+from morello.testing import free_port, running
 
 FORGED = {
     "X-Forwarded-Host": "www.example.org",
@@ -83,6 +88,21 @@ def test_a_bad_trusted_setting_stops_the_engine_start(trusted: Any, bad: str) ->
     assert "config section '/'" in message
     with pytest.raises(ValueError, match="tools.proxy.trusted"):
         parse_trusted(trusted)
+
+
+def test_morello_serve_refuses_a_bad_trusted_setting(tmp_path: Path) -> None:
+    write_app(tmp_path)
+    (tmp_path / "site.conf").write_text(
+        "[/]\ntools.proxy.on = True\ntools.proxy.trusted = ['127.0.0.1', '10.0.0.0/33']\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "morello.master", "serve", "app:Root", "-c", "site.conf",
+         "--bind", f"127.0.0.1:{free_port()}", "--workers", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=DEADLINE, env=python_env(),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "tools.proxy.trusted" in line]
+    assert line.startswith("morello serve: error:") and "'10.0.0.0/33'" in line
 
 
 def proxy_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

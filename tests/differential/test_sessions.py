@@ -2,12 +2,18 @@
 
 Session ids and expiry dates differ by nature; morello also adds
 ``SameSite`` (CherryPy 18 has no such option), so cookies are compared by
-the names of their attributes without it.
+the names of their attributes without it. An expired cookie also carries
+``Max-Age=0`` in morello (README, "What differs from CherryPy on purpose"):
+CherryPy's has none, so browsers that had its Max-Age keep the cookie.
 """
 
 from __future__ import annotations
 
 import re
+
+import email.utils
+import http.cookies
+import time
 
 from .conftest import Reply, send
 
@@ -46,3 +52,18 @@ def test_unknown_id_gets_fresh_session(compare) -> None:
         reply = send(port, "GET", "/count", {"Cookie": "session_id=" + "0" * 40})
         assert (reply.status, reply.text) == (200, "1")
         assert COOKIE.search(reply.header("Set-Cookie")).group(1) != "0" * 40
+
+
+def test_expire_drops_the_cookie(compare) -> None:
+    replies = {}
+    for name, port in (("morello", compare.morello.port), ("cherrypy", compare.cherrypy.port)):
+        sid = COOKIE.search(send(port, "GET", "/count").header("Set-Cookie")).group(1)
+        replies[name] = send(port, "GET", "/logout", {"Cookie": f"session_id={sid}"})
+        assert (replies[name].status, replies[name].text) == (200, "bye")
+        jar: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
+        jar.load(replies[name].header("Set-Cookie"))
+        expires = email.utils.parsedate_to_datetime(jar["session_id"]["expires"])
+        assert expires.timestamp() < time.time()
+    ours, ref = replies["morello"], replies["cherrypy"]
+    assert attribute_names(ours) - {"max-age"} == attribute_names(ref)
+    assert "Max-Age=0" in ours.header("Set-Cookie")

@@ -17,6 +17,12 @@ class Root:
         cherrypy.session.regenerate()
         return str(cherrypy.session.get("n"))
 
+    @cherrypy.expose
+    def logout(self):
+        # As CherryPy's docs spell it: no import of cherrypy.lib.sessions.
+        cherrypy.lib.sessions.expire()
+        return "bye"
+
 
 config = {
     "/": {
