@@ -5,14 +5,15 @@ Session ids and expiry dates differ by nature; morello also adds
 the names of their attributes without it. An expired cookie also carries
 ``Max-Age=0`` in morello (README, "What differs from CherryPy on purpose"):
 CherryPy's has none, so browsers that had its Max-Age keep the cookie.
+``regenerate()`` before the session is used keeps the data in morello
+(CherryPy drops it): on purpose too.
 """
 
 from __future__ import annotations
 
-import re
-
 import email.utils
 import http.cookies
+import re
 import time
 
 from .conftest import Reply, send
@@ -67,3 +68,15 @@ def test_expire_drops_the_cookie(compare) -> None:
     ours, ref = replies["morello"], replies["cherrypy"]
     assert attribute_names(ours) - {"max-age"} == attribute_names(ref)
     assert "Max-Age=0" in ours.header("Set-Cookie")
+
+
+def test_regenerate_before_use_keeps_the_data_on_purpose(compare) -> None:
+    kept = {}
+    for name, port in (("morello", compare.morello.port), ("cherrypy", compare.cherrypy.port)):
+        first = send(port, "GET", "/count")
+        sid = COOKIE.search(first.header("Set-Cookie")).group(1)
+        reply = send(port, "GET", "/regen_first", {"Cookie": f"session_id={sid}"})
+        assert reply.status == 200
+        assert COOKIE.search(reply.header("Set-Cookie")).group(1) != sid
+        kept[name] = reply.text
+    assert kept == {"morello": "1", "cherrypy": "None"}

@@ -18,6 +18,11 @@ class Root:
         return str(cherrypy.session.get("n"))
 
     @cherrypy.expose
+    def regen_first(self):
+        cherrypy.session.regenerate()
+        return str(cherrypy.session.get("n"))
+
+    @cherrypy.expose
     def logout(self):
         # As CherryPy's docs spell it: no import of cherrypy.lib.sessions.
         cherrypy.lib.sessions.expire()
