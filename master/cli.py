@@ -9,12 +9,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .settings import COMMAND_LINE, LOG_LEVELS, Settings, config_file_values
+from .settings import COMMAND_LINE, LOG_LEVELS, Settings, config_file_socket, config_file_values
 
 logger = logging.getLogger("morello.master")
 
 #: Environment variable naming the master that re-executed us (USR2).
 REEXEC_FROM = "MORELLO_REEXEC_FROM"
+#: The flag that checks the settings and the app instead of serving.
+CHECK_CONFIG = "--check-config"
 
 
 USAGE = """\
@@ -94,6 +96,9 @@ def serve_parser() -> argparse.ArgumentParser:
     add("--log-level", choices=LOG_LEVELS, help="least severe message logged (default info)")
     add("--print-config", action="store_true",
         help="print every setting, its value and where it came from, then exit")
+    add(CHECK_CONFIG, action="store_true",
+        help="load the settings and the app in a child process, say whether they are fine "
+             "and exit (0, or 2 with the reason), without binding or serving")
     return parser  # fmt: skip
 
 
@@ -105,8 +110,14 @@ def settings_with_sources(argv: Sequence[str]) -> tuple[Settings, dict[str, str]
     settings, sources = Settings(), {}
     if args.get("config"):
         values = config_file_values(args["config"])
+        # CherryPy's own keys give the address when master.bind does not.
+        socket = None if "bind" in values else config_file_socket(args["config"])
+        if socket:
+            values["bind"] = [socket[0]]
         settings = settings.updated(values, f"config file {args['config']!r}")
         sources.update(dict.fromkeys(values, f"config file {args['config']}"))
+        if socket:
+            sources["bind"] = f"{socket[1]} in {args['config']}"
     settings = settings.updated(args, COMMAND_LINE)
     sources.update(dict.fromkeys(args, COMMAND_LINE))
     settings.check()
@@ -136,16 +147,29 @@ def format_config(settings: Settings, sources: dict[str, str]) -> str:
 def serve(argv: Sequence[str]) -> int:
     """``morello serve``: bind, fork the workers and supervise them until stopped."""
     from .launch import Launch
+    from .preflight import preflight
 
+    # A mode of the command, not a setting: it never reaches Settings.
+    check_only = CHECK_CONFIG in argv
+    argv = [arg for arg in argv if arg != CHECK_CONFIG]
     try:
         settings, sources, print_config = settings_with_sources(argv)
     except (OSError, ValueError) as exc:
-        print(f"morello serve: error: {exc}", file=sys.stderr)
+        reason = str(exc)
+        if isinstance(exc, OSError) and exc.filename:
+            reason = f"cannot read config file {exc.filename!r}: {exc.strerror}"
+        print(f"morello serve: error: {reason}", file=sys.stderr)
         return 2
     if print_config:
         print(format_config(settings, sources))
         return 0
-    return Launch(settings, list(argv)).run()
+    status = preflight(settings, check_only=check_only)
+    if status is not None:
+        return status
+    launch = Launch(settings, argv)
+    if sources.get("bind", "").startswith("server."):
+        launch.bind_origin = sources["bind"]
+    return launch.run()
 
 
 def main(argv: Sequence[str] | None = None) -> Any:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from .launch import Launch
-from .settings import Settings
-from .sockets import BindSpec
+from .settings import Settings, socket_bind
 
 
 def serve_tree(workers: int | None = None) -> int:
@@ -26,11 +25,8 @@ def serve_tree(workers: int | None = None) -> int:
         if key.startswith("master.")
     }
     server = morello.server
-    if server.socket_file:
-        bind = BindSpec("unix", path=server.socket_file)
-    else:
-        bind = BindSpec("tcp", host=server.socket_host or "127.0.0.1", port=server.socket_port)
-    base = Settings(app="quickstart", bind=[str(bind)], threads=server.thread_pool, preload=True)
+    bind = socket_bind(server.socket_host, server.socket_port, server.socket_file)
+    base = Settings(app="quickstart", bind=[bind], threads=server.thread_pool, preload=True)
     settings = base.updated(values, "config")
     if workers is not None:
         settings = dataclasses.replace(settings, workers=workers)

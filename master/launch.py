@@ -15,10 +15,9 @@ import os
 import sys
 from typing import Any
 
-from morello.sessions.prefork import refuse_ram_sessions
+from morello.worker.app_loading import check_mounted
 from setproctitle import setproctitle
 
-import morello
 from morello.log_files import stderr_to_file
 from morello.process.daemon_plugins import write_pid_file
 
@@ -51,6 +50,8 @@ class Launch:
         self.app: Any = app
         self.pidfile_written = False
         self.target_workers = lambda: settings.workers
+        #: Which config keys gave the bind addresses, when no flag or master.bind did.
+        self.bind_origin: str | None = None
 
     def run(self) -> int:
         settings = self.settings
@@ -70,11 +71,13 @@ class Launch:
         except (OSError, ValueError) as exc:
             logger.error("cannot listen: %s", exc)
             return EXIT_CANNOT_START
+        if self.bind_origin:
+            logger.info("binding %s from %s", ", ".join(settings.bind), self.bind_origin)
         if settings.preload:
             try:
                 if self.app is None:
                     self.app = self.load_app()
-                refuse_ram_sessions(morello.tree, settings.workers)
+                check_mounted(settings.workers)
             except Exception as exc:  # the user's import: anything may fail
                 logger.error("cannot preload %s: %s: %s", settings.app, type(exc).__name__, exc)
                 self.close_sockets()

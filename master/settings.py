@@ -23,6 +23,8 @@ from typing import Any
 from morello.configfile import load as load_config
 from morello.logs import LogManager, check_access_format
 
+from .sockets import BindSpec
+
 #: Start of the master's process title, ``morello: master [NAME]``.
 MASTER_TITLE = "morello: master"
 #: Values of ``log_level``.
@@ -237,6 +239,31 @@ def config_file_values(path: str) -> dict[str, Any]:
         for key, value in global_section.items()
         if key.startswith("master.")
     }
+
+
+def socket_bind(host: str | None, port: Any, path: str | None = None) -> str:
+    """The bind address of CherryPy's ``server.socket_host``/``socket_port`` or ``socket_file``."""
+    if path:
+        return str(BindSpec("unix", path=path))
+    try:
+        number = 8080 if port is None else int(port)
+    except (TypeError, ValueError):
+        raise ValueError(f"server.socket_port must be a port number, not {port!r}") from None
+    return str(BindSpec("tcp", host=host or "127.0.0.1", port=number))
+
+
+def config_file_socket(path: str) -> tuple[str, str] | None:
+    """``(bind, keys)`` from the ``server.socket_*`` keys of ``path``'s [global], if any."""
+    section = load_config(path).get("global", {})
+    if section.get("server.socket_file"):
+        return socket_bind(None, None, section["server.socket_file"]), "server.socket_file"
+    host, port = section.get("server.socket_host"), section.get("server.socket_port")
+    if host is None and port is None:
+        return None
+    try:
+        return socket_bind(host, port), "server.socket_host/socket_port"
+    except ValueError as exc:
+        raise ValueError(f"config file {path!r}: {exc}") from None
 
 
 def from_config_file(path: str, base: Settings | None = None) -> Settings:
