@@ -255,8 +255,9 @@ class Checker:
             for name, toolbox in getattr(app, "toolboxes", {}).items():
                 site_toolboxes.setdefault(name, []).append(toolbox)
         yield from self._key_mistakes(
-            "global config", global_config, site_namespaces, site_toolboxes
-        )
+            "global config", global_config, site_namespaces, site_toolboxes,
+            "morello.config.namespaces",
+        )  # fmt: skip
         for script_name, app in apps:
             known = _app_namespaces(app)
             toolboxes = {name: [box] for name, box in getattr(app, "toolboxes", {}).items()}
@@ -265,11 +266,11 @@ class Checker:
             for section, values in (config if isinstance(config, dict) else {}).items():
                 if section != "global" and isinstance(values, dict):
                     yield from self._key_mistakes(
-                        f"section [{section}] {where}", values, known, toolboxes
+                        f"section [{section}] {where}", values, known, toolboxes, "app.namespaces"
                     )
             for handler, values in _handler_configs(getattr(app, "root", None)):
                 yield from self._key_mistakes(
-                    f"_cp_config of {handler} {where}", values, known, toolboxes
+                    f"_cp_config of {handler} {where}", values, known, toolboxes, "app.namespaces"
                 )
 
     def _key_mistakes(
@@ -278,16 +279,19 @@ class Checker:
         values: dict[str, Any],
         namespaces: set[str],
         toolboxes: dict[str, list[Any]],
+        registry: str,
     ) -> Iterator[str]:
+        """Mistakes among ``values``; ``registry`` is where a namespace would be registered."""
         for key, value in values.items():
             namespace, dot, rest = str(key).partition(".")
             if not dot:
                 continue  # "environment" and other plain keys
             if namespace not in namespaces:
-                yield (
-                    f"unknown config namespace {namespace!r} in {key!r} ({where})"
-                    f"{_did_you_mean(namespace, namespaces)}"
+                hint = _did_you_mean(namespace, namespaces) or (
+                    f"; keys of the application's own need a handler in "
+                    f"{registry}[{namespace!r}]"
                 )
+                yield f"unknown config namespace {namespace!r} in {key!r} ({where}){hint}"
             elif namespace in toolboxes:
                 tool, dot, _ = rest.partition(".")
                 boxes = toolboxes[namespace]

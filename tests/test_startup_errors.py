@@ -12,7 +12,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -20,6 +22,8 @@ import requests
 from bus_support import python_env
 from prefork_support import DEADLINE, MasterProcess, running_master, write_app
 
+import morello
+from morello.checker import ConfigError
 from morello.testing import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -258,3 +262,71 @@ def test_check_config_reports_what_is_wrong(tmp_path: Path) -> None:
     result, _ = serve(tmp_path, "app:Root", "-c", "site.conf", "--check-config")
     assert result.returncode == 2
     assert "'tools.sesions.on'" in result.stderr and "config OK" not in result.stdout
+
+
+# -- the strict check itself, in this process -----------------------------------------
+
+
+@pytest.fixture
+def mounted() -> Iterator[Callable[..., Any]]:
+    """``mount(root, config)`` on a clean tree and global config, cleaned up afterwards."""
+    yield lambda root, config=None: morello.tree.mount(root, "", config)
+    morello.tree.apps.clear()
+    morello.config.reset()
+
+
+class Shop:
+    _cp_config = {"tools.gzip.on": True, "request.methods_with_bodies": ["POST", "PUT"]}
+
+    @morello.expose
+    @morello.config(**{"tools.encode.encoding": "utf-8"})
+    def index(self) -> str:
+        return "shop"
+
+
+def test_the_strict_check_accepts_what_requests_accept(mounted: Callable[..., Any]) -> None:
+    class Root:
+        shop = Shop()
+
+        @morello.expose
+        def index(self) -> str:
+            return "root"
+
+    app = mounted(Root(), {"/": {"tools.mine.on": True, "db.url": "x",
+                                 "response.timeout": 30.5, "request.show_tracebacks": False}})
+    # Registered after mounting, before the check: as valid as the built-in ones.
+    morello.tools.mine = morello.Tool("before_handler", lambda: None)
+    app.namespaces["db"] = lambda key, value: None
+    try:
+        # (Keys whose namespaces change nothing in this process until a request.)
+        morello.config.update({"master.workers": 2, "response.timeout": 30})
+        assert list(morello.checker.mistakes()) == []
+    finally:
+        del morello.tools.mine
+
+
+def test_the_strict_check_names_each_mistake_once(mounted: Callable[..., Any]) -> None:
+    class BrokenShop(Shop):
+        @staticmethod
+        @morello.config(**{"tools.gzpi.on": True})
+        def helper() -> None:
+            pass
+
+    class Root:
+        shop = BrokenShop()
+        hidden = property(lambda self: pytest.fail("the check ran a property"))
+
+        @morello.expose
+        def index(self) -> str:
+            return "root"
+
+    mounted(Root(), {"/shop": {"tools.sesions.on": True, "tools.gzip": True}})
+    morello.config.update({"db.url": "x", "request.show_tracebacks": "no"})
+    mistakes = list(morello.checker.mistakes())
+    expected = ["'db.url'", "'request.show_tracebacks'", "'tools.sesions.on'", "'tools.gzip'",
+                "'tools.gzpi.on'"]  # fmt: skip
+    assert [[key for key in expected if key in m] for m in mistakes] == [[k] for k in expected]
+    assert "morello.config.namespaces['db']" in mistakes[0]
+    assert "BrokenShop.helper" in mistakes[-1] and "'/shop/helper'" in mistakes[-1]
+    with pytest.raises(ConfigError, match="'db.url'"):
+        morello.checker.check_strictly()
