@@ -81,8 +81,11 @@ class Client:
         """Send one request; ``path`` is sent as given (it may be malformed on purpose)."""
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            conn.putrequest(method, path, skip_accept_encoding=True)
             items = headers.items() if isinstance(headers, dict) else (headers or [])
+            # A given Host replaces http.client's (the server refuses two).
+            conn.putrequest(
+                method, path, skip_host=_has(items, "Host"), skip_accept_encoding=True
+            )
             for name, value in items:
                 conn.putheader(name, value)
             if isinstance(body, str):

@@ -653,7 +653,7 @@ def test_tool_is_registered_like_cherrypy():
         ({"Cache-Control": "max-age=99999999999999999999999999"}, 200),
         ({"Cache-Control": ",,,;;;==="}, 200),
         ({"Cache-Control": '"no-cache'}, 200),
-        ({"Cache-Control": "no-cache=\x01\x02"}, 200),
+        ({"Cache-Control": "no-cache=\x01\x02"}, 400),  # the server refuses control characters
         ({"Pragma": ";;;,,"}, 200),
         ({"Pragma": "no-cache;" + "x" * 5000}, 200),
         ({"Pragma": "\u00e9t\u00e9"}, 200),
