@@ -93,13 +93,10 @@ def take_over_screen() -> None:
 
     Called in the master and, after the app's config is loaded, in each worker.
     """
-    if _installed:
+    if active():
         morello.log.screen = False
 
 
-def error_log_on_stderr() -> bool:
-    """Whether the server's error log writes to this process's stderr."""
-    return any(
-        type(handler) is logging.StreamHandler and handler.stream is sys.stderr
-        for _, handler in _installed
-    )
+def active() -> bool:
+    """Whether the server's logs are set up in this process (the master or one of its workers)."""
+    return bool(_installed)

@@ -35,11 +35,10 @@ def app_dir(tmp_path: Path) -> Path:
 
 
 def log_lines(path: Path) -> list[re.Match[str]]:
-    """Every line of an error log, each checked to be in the one format."""
+    """The records of an error log: lines in the one format (a traceback may follow one)."""
     lines = path.read_text().splitlines() if path.exists() else []
-    matches = [LINE.fullmatch(line) for line in lines]
-    assert all(matches), [line for line, match in zip(lines, matches, strict=True) if not match]
-    return [match for match in matches if match]
+    assert not lines or LINE.fullmatch(lines[0]), lines[0]
+    return [match for match in map(LINE.fullmatch, lines) if match]
 
 
 def pids_in(path: Path) -> set[int]:
@@ -57,6 +56,7 @@ def test_master_and_workers_write_one_format_to_the_log_files(app_dir: Path) -> 
         error = app_dir / "error.log"
         wait_for(lambda: workers <= pids_in(error), what="every worker in the error log")
     lines = log_lines(error)
+    assert len(lines) == len(error.read_text().splitlines())  # every line in the one format
     assert master.pid in pids_in(error)
     assert any(m["name"] == "morello.master" and "ready" in m["message"] for m in lines)
     # The framework's error log (ENGINE messages of each worker) in the same format.
@@ -69,6 +69,22 @@ def test_master_and_workers_write_one_format_to_the_log_files(app_dir: Path) -> 
         assert re.fullmatch(
             r'127\.0\.0\.1 - - \[[^]]+\] "GET /pid\?n=\d HTTP/1\.1" 200 \d+ "" "[^"]+"', line
         ), line
+
+
+def test_a_worker_that_cannot_boot_says_why_in_the_error_log(app_dir: Path) -> None:
+    write_app(app_dir, extra=(
+        "def connect():\n"
+        "    raise ConnectionRefusedError('no database')\n"
+        "morello.engine.subscribe('start', connect)"
+    ))  # fmt: skip
+    master = MasterProcess(
+        app_dir, "--error-logfile", "error.log", "--max-boot-failures", "1", workers=1
+    )
+    assert master.start().wait_exit() != 0
+    said = [m for m in log_lines(app_dir / "error.log") if m["name"] == "morello.worker"]
+    assert len(said) == 1 and int(said[0]["pid"]) != master.pid
+    assert said[0]["level"] == "ERROR" and "cannot boot" in said[0]["message"]
+    assert "no database" in said[0]["message"]
 
 
 def test_access_log_settings_from_the_config_file(app_dir: Path) -> None:

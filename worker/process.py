@@ -328,7 +328,10 @@ class Worker:
     # -- logging ----------------------------------------------------------------
 
     def _say(self, message: str) -> None:
-        """One line on stderr, where the master collects what its workers say."""
+        """One line in the master's error log, else on stderr (where the master collects it)."""
+        if server_logs.active():
+            logging.getLogger("morello.worker").error(message)
+            return
         try:
             prefix = f"morello worker {self.options.number} (pid {os.getpid()})"
             sys.stderr.write(f"{prefix}: {message}\n")
@@ -342,7 +345,7 @@ class Worker:
     def _report(self, message: str) -> None:
         """A problem the operator must see: the error log, and stderr if that is elsewhere."""
         self._log(message, logging.ERROR)
-        if not (morello.log.screen or server_logs.error_log_on_stderr()):
+        if not (morello.log.screen or server_logs.active()):
             self._say(message)
 
     def _reopen_logs(self, why: str) -> None:
