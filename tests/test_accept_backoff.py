@@ -1,9 +1,10 @@
 """A server with few file descriptors: it backs off instead of spinning, and
 a large multipart request does not use them up.
 
-The server runs in a subprocess whose ``RLIMIT_NOFILE`` is lowered to a few
-descriptors above what it uses at start. Idle client connections then use
-up the rest, so accept() fails with EMFILE while more connections wait.
+The one-process server runs in a subprocess, and ``morello serve`` in its
+worker, with ``RLIMIT_NOFILE`` lowered to a few descriptors above what the
+process uses when the app is loaded. Idle client connections then use up
+the rest, so accept() fails with EMFILE while more connections wait.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from bus_support import wait_until
 from e2e_support import alive_root, assert_alive, build_request, exchange, subprocess_server
+from prefork_support import running_master, wait_for, write_app
 
 from morello.testing import HOST
 
@@ -99,3 +102,28 @@ def test_a_megabyte_of_multipart_parts_does_not_use_up_descriptors(
     assert (reply.status, reply.body) == (200, str(count).encode())
     assert FAILURE not in log.read_text()
     assert_alive(port)
+
+
+#: Module code for ``morello serve``'s app: each worker lowers its own limit.
+LOWER_LIMIT = f"""
+import resource
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(
+    resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + {SPARE_FDS}, _hard)
+)
+"""
+
+
+def test_a_worker_out_of_descriptors_backs_off_and_recovers(tmp_path: Path) -> None:
+    write_app(tmp_path, extra=LOWER_LIMIT)
+    with running_master(tmp_path, workers=1) as master:
+        with contextlib.ExitStack() as stack:
+            for _ in range(CLIENTS):
+                stack.enter_context(socket.create_connection((HOST, master.port), timeout=5))
+            wait_until(lambda: failures(master.log_path) >= 1, 20)
+            first = time.monotonic()
+            wait_until(lambda: failures(master.log_path) >= 2, 20)
+            elapsed = time.monotonic() - first
+            assert failures(master.log_path) <= elapsed + 2, (failures(master.log_path), elapsed)
+        wait_for(lambda: requests.get(master.url, timeout=5).ok, what="a request served")
+        wait_until(lambda: "Accepting connections again." in master.log(), 20)
