@@ -46,6 +46,8 @@ def preflight(settings: Settings, *, check_only: bool = False) -> int | None:
     except ValueError as exc:
         print(f"morello serve: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_BAD_CONFIG
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
     if check_only:
         print(f"config OK: {description}; {settings.workers} worker(s) on "
               f"{', '.join(settings.bind)}", flush=True)  # fmt: skip
@@ -171,12 +173,17 @@ def _wait_for_child(pid: int, read_end: int, timeout: float, app: str) -> tuple[
     """The child's exit status and message; it is killed after ``timeout`` seconds."""
     pidfd = os.pidfd_open(pid)
     try:
-        if not select.select([pidfd], [], [], timeout)[0]:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise PreflightError(f"loading {app!r} took more than boot_timeout={timeout}s")
+        finished = select.select([pidfd], [], [], timeout)[0]
+    except BaseException:  # Ctrl-C: no child may outlive us
+        finished = []
+        raise
     finally:
         os.close(pidfd)
+        if not finished:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    if not finished:
+        raise PreflightError(f"loading {app!r} took more than boot_timeout={timeout}s")
     _, status = os.waitpid(pid, 0)
     os.set_blocking(read_end, False)
     try:
