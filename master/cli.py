@@ -58,7 +58,9 @@ def serve_parser() -> argparse.ArgumentParser:
     add("-w", "--workers", help="worker processes (default: one per CPU)")
     add("--max-workers", help="most workers TTIN or 'ctl scale' may reach (default: "
         "4 per CPU, fewer on small memory, never below --workers)")
-    add("--threads", help="threads per worker (default 10)")
+    add("--threads", help="most request threads per worker (default 10)")
+    add("--min-threads", help="request threads a worker keeps when idle; it adds more, up to "
+        "--threads, while requests wait for one and the CPU has room (default 1)")
     add("-b", "--bind", action="append",
         help="HOST:PORT, [V6ADDR]:PORT, unix:PATH or fd://N; repeatable (default "
              "127.0.0.1:8080)")
@@ -167,6 +169,7 @@ def serve(argv: Sequence[str]) -> int:
     if status is not None:
         return status
     launch = Launch(settings, argv)
+    launch.startup_checked = True
     if sources.get("bind", "").startswith("server."):
         launch.bind_origin = sources["bind"]
     return launch.run()

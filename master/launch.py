@@ -50,6 +50,8 @@ class Launch:
         self.app: Any = app
         self.pidfile_written = False
         self.target_workers = lambda: settings.workers
+        #: Set once :func:`~morello.master.preflight.preflight` showed the start-up warnings.
+        self.startup_checked = False
         #: Which config keys gave the bind addresses, when no flag or master.bind did.
         self.bind_origin: str | None = None
 
@@ -162,6 +164,7 @@ class Launch:
                 sockets=[s.socket for s in self.sockets],
                 channel=worker.channel,
                 threads=settings.threads,
+                min_threads=settings.min_threads,
                 workers=self.target_workers(),
                 config_file=settings.config,
                 heartbeat_interval=settings.heartbeat_interval,
@@ -170,6 +173,8 @@ class Launch:
                 graceful_timeout=settings.graceful_timeout,
                 app_name=settings.title_name,
                 master_pid=os.getppid(),
+                # Pre-flight ran the current code, not what a HUP brings later.
+                startup_checked=self.startup_checked and worker.generation == 1,
             )
         )
 

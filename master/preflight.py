@@ -12,6 +12,7 @@ and exit status 2.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import select
 import signal
@@ -19,6 +20,7 @@ import sys
 import traceback
 from typing import Any
 
+from . import server_logs
 from .settings import Settings
 from .sockets import parse_bind
 
@@ -196,13 +198,22 @@ def _wait_for_child(pid: int, read_end: int, timeout: float, app: str) -> tuple[
 def _child(settings: Settings, write_end: int) -> None:  # pragma: no cover - forked
     """Load the app, write what it is (or why not), and end with 0 or 2."""
     from morello.worker.app_loading import BootError, prepare_app
-    from morello.worker.signal_handling import die_with_parent
+    from morello.worker.signal_handling import die_with_parent, exit_now
+
+    import morello
 
     code, message = 1, "unexpected error"
     try:
         die_with_parent(signal.SIGKILL)
+        # The start-up warnings are shown here, once for every worker, where
+        # the server's logs go. A log file that cannot be opened is reported
+        # by the master itself, right after this check.
+        with contextlib.suppress(OSError):
+            server_logs.configure(settings)
         try:
             app = prepare_app(settings.app, settings.config, settings.workers)
+            server_logs.take_over_screen()
+            morello.checker()
             code, message = 0, f"{settings.app} ({describe(app)})"
         except BootError as exc:
             if exc.show_traceback and exc.__cause__ is not None:
@@ -214,12 +225,7 @@ def _child(settings: Settings, write_end: int) -> None:  # pragma: no cover - fo
             message = f"loading {settings.app!r} failed: {type(exc).__name__}: {exc}"
         os.write(write_end, message.encode(errors="replace")[:_MAX_MESSAGE])
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(code)
+        exit_now(code)
 
 
 def describe(app: Any) -> str:

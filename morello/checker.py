@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 import os
 import types
 import warnings
@@ -183,14 +184,19 @@ class Checker:
     """
 
     on = True
+    #: True where the start-up warnings were already shown for this code (a
+    #: ``morello serve`` worker, after the master's pre-flight check showed
+    #: them once): they are not repeated by every worker.
+    quiet = False
 
     def __init__(self) -> None:
         # Taken when morello is imported, before any config changes the defaults.
         self.expected_types = _expected_types()
+        self._warned: set[str] = set()
 
     def __call__(self) -> None:
         self.check_tools()  # errors, not warnings: they run even when the checker is off
-        if not self.on:
+        if not self.on or self.quiet:
             return
         from morello import config as global_config
         from morello import tree
@@ -229,6 +235,18 @@ class Checker:
                                 f"{exc} (config section {section!r} of the application "
                                 f"at {script_name!r})"
                             ) from exc
+
+    def warn(self, message: str, context: str = "CHECKER") -> None:
+        """Log a start-up warning once per process, unless :attr:`quiet`.
+
+        For warnings that matter even where ``checker.on`` is False (production).
+        """
+        if self.quiet or message in self._warned:
+            return
+        self._warned.add(message)
+        import morello
+
+        morello.log(message, context, severity=logging.WARNING)
 
     def check_strictly(self) -> None:
         """Raise :class:`ConfigError` for the first key of :meth:`mistakes`."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from bus_support import python_env
-from prefork_support import DEADLINE, write_app
+from prefork_support import DEADLINE, running_master, write_app
 from test_builtin_tools import Proxied
 from test_sessions_config import startup_error
 
@@ -125,10 +125,20 @@ def test_unset_trusted_is_logged_once_at_start_in_production(
     settings: dict[str, Any],
     warnings: int,
 ) -> None:
-    monkeypatch.setattr(morello.tools.proxy, "warned", False)
+    monkeypatch.setattr(morello.checker, "_warned", set())
     # Two sections (and a second app) switch the tool on: still one line.
     config = {"/": proxy_config(**settings), "/away": proxy_config(debug=False)}
     apps = {"": Proxied(), "/other": Proxied()}
     with caplog.at_level(logging.WARNING), running(apps, config, {"environment": environment}):
         pass
     assert len(proxy_warnings(caplog)) == warnings
+
+
+def test_morello_serve_logs_the_warning_once_not_once_per_worker(tmp_path: Path) -> None:
+    write_app(tmp_path)
+    (tmp_path / "site.conf").write_text(
+        '[global]\nenvironment = "production"\n[/]\ntools.proxy.on = True\n'
+    )
+    with running_master(tmp_path, "-c", "site.conf", workers=3) as master:
+        log = master.log()
+    assert log.count(WARNING) == 1, log

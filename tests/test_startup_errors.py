@@ -73,7 +73,9 @@ def assert_refused(directory: Path, *args: str, traceback: bool = False) -> str:
     startup = max(before, startup_seconds())
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
-    assert seconds < startup + CHECK_BUDGET, (seconds, startup, output)
+    # The check forks a child that imports the app: on a loaded machine that
+    # costs about one more start-up; the old way took several seconds more.
+    assert seconds < 2 * startup + CHECK_BUDGET, (seconds, startup, output)
     assert "started worker" not in output and "serving" not in output, output
     errors = [line for line in lines(result.stderr) if line.startswith("morello serve: error:")]
     assert len(errors) == 1, output

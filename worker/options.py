@@ -41,8 +41,10 @@ class WorkerOptions:
     channel: socket.socket
     #: PID of the master; the worker exits at once if that is not its parent.
     master_pid: int
-    #: Request threads per socket.
+    #: Most request threads per socket.
     threads: int = 10
+    #: Request threads per socket kept however idle (the pool grows from there).
+    min_threads: int = 1
     #: How many workers the master runs (RAM sessions are refused when above one).
     workers: int = 1
     #: A CherryPy-format config file: its ``[global]`` section is applied, and it
@@ -60,6 +62,9 @@ class WorkerOptions:
     app_name: str = ""
     #: Seconds a keep-alive connection may stay idle once draining started.
     idle_grace: float = 1.0
+    #: The master's pre-flight check already showed the start-up warnings for
+    #: this code (``morello.checker.quiet``): every worker need not repeat them.
+    startup_checked: bool = False
     #: Extra attributes set on every :class:`morello.httpserver.Server` the worker
     #: builds (``socket_timeout``, ``max_request_body_size``...), after the config file.
     server_settings: dict[str, Any] = field(default_factory=dict)
@@ -71,6 +76,11 @@ class WorkerOptions:
             raise ValueError("a worker needs at least one listening socket")
         if self.threads < 1:
             raise ValueError(f"threads must be 1 or more, not {self.threads}")
+        if not 1 <= self.min_threads <= self.threads:
+            raise ValueError(
+                f"min_threads must be between 1 and threads ({self.threads}), "
+                f"not {self.min_threads}"
+            )
         if self.heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be positive")
         if self.request_timeout is not None and self.request_timeout <= 0:

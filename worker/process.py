@@ -45,7 +45,7 @@ from .options import (
     EXIT_ORPHANED,
     WorkerOptions,
 )
-from .servers import build_servers, prepare_engine
+from .servers import build_servers, prepare_engine, thread_count
 from .stats import RequestStats, StatsMiddleware
 from .watchdog import Watchdog
 
@@ -153,6 +153,7 @@ class Worker:
     def _boot(self) -> None:
         """Load the application and start the engine with one server per socket."""
         options = self.options
+        morello.checker.quiet = options.startup_checked
         app = prepare_app(options.app, options.config_file, options.workers)
         # The config and the app may have turned the screen on; the master's logs say it all.
         server_logs.take_over_screen()
@@ -174,7 +175,7 @@ class Worker:
         self.watchdog = Watchdog(
             self.channel,
             self.stats,
-            threads=options.threads * len(self.servers),
+            threads=lambda: thread_count(self.servers),
             heartbeat_interval=options.heartbeat_interval,
             request_timeout=options.request_timeout,
             max_requests=options.max_requests,
@@ -318,12 +319,7 @@ class Worker:
         """Flush what Python buffers and end the process now (no atexit, no cleanup)."""
         if reason is not None:
             self._send_exiting(reason)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(code)
+        signal_handling.exit_now(code)
 
     # -- logging ----------------------------------------------------------------
 

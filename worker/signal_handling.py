@@ -20,7 +20,7 @@ import signal
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 SignalHandler = Callable[[int, FrameType | None], Any]
 
@@ -95,3 +95,17 @@ def die_with_parent(signum: int = signal.SIGTERM) -> bool:
 def parent_is(pid: int) -> bool:
     """Whether ``pid`` is still our parent (else it died before we could watch it)."""
     return os.getppid() == pid
+
+
+def exit_now(code: int) -> NoReturn:
+    """End this forked process at once, after flushing what Python buffers.
+
+    ``os._exit`` skips atexit handlers and finalizers, which belong to the
+    master that forked us (its pid file, its sockets) and must not run here.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass  # a closed or broken stream must not keep us alive
+    os._exit(code)

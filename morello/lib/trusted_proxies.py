@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import logging
 from typing import Any
 
 import morello
@@ -80,20 +79,14 @@ def trusts(setting: Any, peer: str | None) -> bool:
 class ProxyTool(Tool):
     """``tools.proxy``, whose ``trusted`` setting is checked at engine start."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.warned = False  # the warning about an unset ``trusted`` is logged once
-
     def check_config(self, settings: dict[str, Any]) -> None:
         """Raise ValueError for a bad ``trusted``; warn (once) when it is unset in production."""
         trusted = settings.get("trusted")
         if trusted is not None:
             parse_trusted(trusted)
-        elif not self.warned and morello.config.get("environment") == "production":
-            self.warned = True
-            morello.log(
+        elif morello.config.get("environment") == "production":
+            morello.checker.warn(
                 "tools.proxy is on without tools.proxy.trusted: any client can set "
                 "X-Forwarded-For/-Proto/-Host; list your proxies' addresses there",
                 "TOOLS.PROXY",
-                severity=logging.WARNING,
             )
