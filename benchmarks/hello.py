@@ -15,6 +15,7 @@ less precisely, because it competes for the same CPUs with Python).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import re
@@ -28,6 +29,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+import psutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = {
@@ -65,12 +68,23 @@ def start(script: str, *script_args: str) -> tuple[subprocess.Popen[bytes], int]
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a server, then SIGKILL it and any process it started that is still there."""
+    # Its processes are listed first: a worker orphaned by a killed master
+    # can no longer be found from the master.
+    family = []
+    if proc.poll() is None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            family = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+    _, alive = psutil.wait_procs(family, timeout=10)
+    for leftover in alive:
+        leftover.kill()
+    psutil.wait_procs(alive, timeout=10)
 
 
 # One wrk thread per connection, each sending the cookie setup() gave it.
@@ -82,7 +96,7 @@ function setup(thread)
     thread:set("cookie", cookies[next_cookie])
 end
 function request()
-    return wrk.format("GET", "/", {Cookie = cookie})
+    return wrk.format("GET", nil, {Cookie = cookie})
 end
 """
 
@@ -106,8 +120,9 @@ def run_wrk(
     connections: int,
     cookies: list[str] | None = None,
     latency: bool = False,
+    path: str = "/",
 ) -> str:
-    """``wrk``'s report on ``/`` (with its latency percentiles if ``latency``);
+    """``wrk``'s report on ``path`` (with its latency percentiles if ``latency``);
     ``cookies``: one ``Cookie`` per connection. Failed responses raise RuntimeError."""
     with _wrk_options(connections, cookies) as options:
         out = subprocess.run(
@@ -117,7 +132,7 @@ def run_wrk(
                 *(["--latency"] if latency else []),
                 f"-c{connections}",
                 f"-d{max(1, round(seconds))}s",
-                f"http://127.0.0.1:{port}/",
+                f"http://127.0.0.1:{port}{path}",
             ],
             capture_output=True,
             text=True,

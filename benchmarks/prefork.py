@@ -130,16 +130,18 @@ def cheroot_server(processes: int) -> Iterator[int]:
 
 
 @contextmanager
-def morello_server(processes: int) -> Iterator[int]:
-    """``morello serve`` with ``processes`` workers; yields the port once all are ready."""
+def morello_server(processes: int, threads: int | None = THREADS) -> Iterator[int]:
+    """``morello serve`` with ``processes`` workers of ``threads`` threads (None: its
+    default); yields the port once all are ready."""
     port = free_port()
+    thread_option = [] if threads is None else ["--threads", str(threads)]
     with tempfile.TemporaryDirectory(prefix="morello-bench-prefork-") as directory:
         control = f"unix:{os.path.join(directory, 'control.sock')}"
         # fmt: off
         proc = subprocess.Popen(
             [
                 *MORELLO_SERVE, "morello_hello:worker_app",
-                "--workers", str(processes), "--threads", str(THREADS),
+                "--workers", str(processes), *thread_option,
                 "--bind", f"127.0.0.1:{port}", "--control-bind", control,
                 "--log-level", "warning",
             ],
@@ -175,11 +177,11 @@ SERVERS: dict[str, Callable[[int], AbstractContextManager[int]]] = {
 }
 
 
-def measure(port: int, seconds: float, levels: list[int]) -> dict[int, Result]:
-    """A warm-up at the highest level, then one ``wrk --latency`` run per level."""
-    run_wrk(port, WARM_UP_SECONDS, max(levels))
+def measure(port: int, seconds: float, levels: list[int], path: str = "/") -> dict[int, Result]:
+    """A warm-up at the highest level, then one ``wrk --latency`` run per level, on ``path``."""
+    run_wrk(port, WARM_UP_SECONDS, max(levels), path=path)
     return {
-        connections: parse_report(run_wrk(port, seconds, connections, latency=True))
+        connections: parse_report(run_wrk(port, seconds, connections, latency=True, path=path))
         for connections in levels
     }
 

@@ -37,3 +37,43 @@ def test_prefork_benchmark_prints_a_ratio_per_process_count_and_level() -> None:
     )
     assert len(summary) == 8, result.stdout
     assert "morello p99/p50 = " in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="benchmarks/peers.py needs wrk")
+def test_peers_benchmark_measures_every_server_and_prints_the_ratios() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "peers.py"), "--duration", "1", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    measured = re.findall(
+        r"^round 1: (\S.*?) +/ (\d+) connections: +\d+ req/s +p50 +[\d.]+ ms +p99 +[\d.]+ ms",
+        result.stdout,
+        re.MULTILINE,
+    )
+    servers = {label for label, _ in measured}
+    # morello serve, raw cheroot, gunicorn sync and gthread, uWSGI, granian on
+    # CherryPy and granian on morello: each at both levels, in the summary too.
+    assert len(servers) == 7, result.stdout
+    assert sorted(measured) == sorted((label, level) for label in servers for level in ("16", "64"))
+    sleepers = ["granian", "gunicorn gthread", "morello serve"]  # also loaded on /sleep
+    for label in servers:
+        summary = rf"^    {re.escape(label)} +\d+ req/s .* spread +\d+%"
+        best = re.findall(summary, result.stdout, re.MULTILINE)
+        assert len(best) == 2 + (label in sleepers), (label, result.stdout)
+    for level in ("16", "64"):
+        for peer in (r"best peer on CherryPy \([\w ]+\)", "granian on morello"):
+            ratio = rf"^  {level} connections: morello serve / {peer} = \d+\.\d\d$"
+            assert re.search(ratio, result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^  morello serve p99/p50 at 64 connections = [\d.]+$", result.stdout, re.M)
+    # The I/O-bound load, against its ceiling of processes x threads x 20 req/s.
+    ceilings = re.findall(
+        r"^    (morello serve|gunicorn gthread|granian) +\d+ req/s .*"
+        r"ceiling 2 x (\d+) x 20 = (\d+) req/s, ratio \d+\.\d\d$",
+        result.stdout,
+        re.MULTILINE,
+    )
+    assert sorted(name for name, _, _ in ceilings) == sleepers, result.stdout
+    assert all(int(total) == 2 * int(threads) * 20 for _, threads, total in ceilings)

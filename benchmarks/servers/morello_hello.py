@@ -6,22 +6,17 @@ in prefork workers.
 """
 
 from baseline import configure
+from hello_root import make_root
 
 import morello
 
 
-class HelloWorld:
-    @morello.expose
-    def index(self):
-        return "Hello world!"
-
-
-def worker_app() -> HelloWorld:
+def worker_app() -> object:
     """The application of each ``morello serve`` worker, with the same settings."""
     configure(bind=False)
-    return HelloWorld()
+    return make_root(morello)
 
 
 if __name__ == "__main__":
     configure()
-    morello.quickstart(HelloWorld())
+    morello.quickstart(make_root(morello))
