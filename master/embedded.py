@@ -4,7 +4,8 @@ CherryPy's ``quickstart`` runs one process. With ``master.workers`` in its
 config (or the ``workers`` keyword) morello's runs the master instead: the
 application is already imported and configured here, so the workers
 inherit it (as with ``preload``); ``server.socket_host``/``socket_port``
-(or ``socket_file``) and ``server.thread_pool`` give the bind and threads.
+(or ``socket_file``) give the bind, ``server.thread_pool`` and ``thread_pool_max``
+the threads.
 """
 
 from __future__ import annotations
@@ -26,8 +27,19 @@ def serve_tree(workers: int | None = None) -> int:
     }
     server = morello.server
     bind = socket_bind(server.socket_host, server.socket_port, server.socket_file)
-    base = Settings(app="quickstart", bind=[bind], threads=server.thread_pool, preload=True)
+    # Workers size their pools as the single-process server would.
+    threads = max(server.thread_pool, server.thread_pool_max)
+    base = Settings(
+        app="quickstart",
+        bind=[bind],
+        threads=threads,
+        min_threads=server.thread_pool,
+        preload=True,
+    )
     settings = base.updated(values, "config")
+    if "min_threads" not in values and settings.min_threads > settings.threads:
+        # master.threads alone lowers the maximum: the minimum follows.
+        settings = dataclasses.replace(settings, min_threads=settings.threads)
     if workers is not None:
         settings = dataclasses.replace(settings, workers=workers)
     settings.check()

@@ -79,7 +79,11 @@ class Settings:
     workers: int = field(default_factory=default_workers)
     #: Most workers TTIN or ``/scale`` may reach; None: derived from CPUs and memory.
     max_workers: int | None = None
+    #: Most request threads per worker (and per socket).
     threads: int = 10
+    #: Request threads a worker keeps however idle; it adds more, up to ``threads``,
+    #: while requests wait for one and the CPU has room.
+    min_threads: int = 1
     bind: list[str] = field(default_factory=lambda: ["127.0.0.1:8080"])
     backlog: int = 2048
     #: Permission bits for UNIX socket binds.
@@ -126,9 +130,16 @@ class Settings:
         self.check_logs()
         if not self.bind:
             raise ValueError("no bind address given")
-        for name in ("workers", "threads", "backlog", "max_surge", "max_boot_failures"):
+        for name in (
+            "workers", "threads", "min_threads", "backlog", "max_surge", "max_boot_failures"
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        if self.min_threads > self.threads:
+            raise ValueError(
+                f"min_threads ({self.min_threads}) is above threads ({self.threads}), "
+                "the most threads a worker runs; raise threads or lower min_threads"
+            )
         if self.max_workers is not None and self.max_workers < self.workers:
             raise ValueError(
                 f"max_workers ({self.max_workers}) is below workers ({self.workers}); "

@@ -34,6 +34,7 @@ from cheroot.errors import MaxSizeExceeded
 
 from morello import http_framing
 from morello.process.servers import BindAddr, ServerAdapter, format_url
+from morello.thread_pool import AdaptiveThreadPool
 
 __all__ = ["ConnectionManager", "Server", "WSGIServer", "server_namespace_handler"]
 
@@ -227,6 +228,14 @@ class WSGIServer(cheroot.wsgi.Server):
             peercreds_enabled=server_adapter.peercreds,
             peercreds_resolve_enabled=server_adapter.peercreds_resolve,
         )
+        # cheroot's fixed-size pool, replaced by one that follows the load.
+        self.requests = AdaptiveThreadPool(
+            self,
+            min=self.requests.min,
+            max=server_adapter.thread_pool_max,
+            accepted_queue_size=server_adapter.accepted_queue_size,
+            accepted_queue_timeout=server_adapter.accepted_queue_timeout,
+        )
         self.protocol = server_adapter.protocol_version
         self.nodelay = server_adapter.nodelay
         self.max_request_header_size = server_adapter.max_request_header_size or 0
@@ -371,9 +380,10 @@ class Server(ServerAdapter):
     shutdown_timeout: float = 5
     #: The HTTP version written in response status lines.
     protocol_version: str = "HTTP/1.1"
-    #: Number of worker threads started.
+    #: Number of worker threads started, and kept however idle.
     thread_pool: int = 10
-    #: Maximum number of worker threads (-1: no limit).
+    #: Most worker threads the pool grows to while requests wait for one and
+    #: the CPU has room (-1: none beyond ``thread_pool``).
     thread_pool_max: int = -1
     #: Largest request line plus headers, in bytes (0 or None: no limit).
     max_request_header_size: int = 500 * 1024

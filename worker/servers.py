@@ -58,7 +58,7 @@ def build_servers(
         for name, value in options.server_settings.items():
             setattr(server, name, value)
         server.listen_socket = sock
-        server.thread_pool = options.threads
+        server.thread_pool = options.min_threads
         server.thread_pool_max = options.threads
         server.app = app
         server.httpserver = DrainingWSGIServer(server, app, idle_grace=options.idle_grace)
@@ -71,6 +71,11 @@ def build_servers(
             extra.unsubscribe()
             log(f"Ignoring server {name!r}: workers serve on the master's sockets only.")
     return servers
+
+
+def thread_count(servers: list[Server]) -> int:
+    """Request threads the servers run right now (their pools grow and shrink)."""
+    return sum(server.httpserver.requests.size for server in servers)
 
 
 def prepare_engine() -> None:

@@ -33,7 +33,7 @@ class Watchdog(threading.Thread):
         channel: WorkerChannel,
         stats: RequestStats,
         *,
-        threads: int,
+        threads: Callable[[], int],
         heartbeat_interval: float,
         request_timeout: float | None = None,
         max_requests: int = 0,
@@ -42,6 +42,7 @@ class Watchdog(threading.Thread):
         super().__init__(name="morello worker watchdog", daemon=True)
         self.channel = channel
         self.stats = stats
+        #: Counts the request threads running now (for the heartbeat).
         self.threads = threads
         self.heartbeat_interval = heartbeat_interval
         self.request_timeout = request_timeout
@@ -76,7 +77,7 @@ class Watchdog(threading.Thread):
 
     def send_heartbeat(self) -> None:
         """Send one ``heartbeat`` with the current counters."""
-        fields = heartbeat_fields(threads=self.threads, **self.stats.snapshot())
+        fields = heartbeat_fields(threads=self.threads(), **self.stats.snapshot())
         self.channel.send("heartbeat", **fields)
 
     def check_requests(self) -> None:
