@@ -167,8 +167,9 @@ class AdaptiveThreadPool(ThreadPool):
         manager = self._manager
         if manager is not None and manager is not threading.current_thread():
             manager.join()
-        with self._lock:
-            super().stop(timeout)
+        # Not under the lock: joining takes up to ``timeout``, and the
+        # heartbeat must still be able to read the size meanwhile.
+        super().stop(timeout)
 
     @property
     def size(self) -> int:

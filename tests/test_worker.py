@@ -281,7 +281,7 @@ def test_boots_then_serves(listener, spawn):
 
 
 def test_heartbeat_counts_requests(listener, spawn):
-    worker = spawn([listener], "worker_apps:Root", threads=3)
+    worker = spawn([listener], "worker_apps:Root", threads=3, min_threads=3)
     worker.wait_for("ready")
     for path in ("/", "/", "/", "/nowhere", "/fail"):
         get(listener, path)
@@ -306,6 +306,19 @@ def test_heartbeat_shows_requests_in_flight(listener, spawn):
     assert beat["oldest_request_age"] > 0
     assert read_response(client)[:2] == (200, "slept 1")
     client.close()
+    stop(worker)
+
+
+def test_heartbeat_threads_follow_the_pool(listener, spawn):
+    worker = spawn([listener], "worker_apps:Root", threads=4)
+    assert worker.wait_for("heartbeat")["threads"] == 1  # min_threads
+    clients = [send_get(listener, "/slow?seconds=1") for _ in range(4)]
+    # Four requests blocked at once: the pool grew to its maximum for them.
+    beat = worker.wait_for("heartbeat", where=lambda message: message["busy_threads"] == 4)
+    assert beat["threads"] == 4
+    for client in clients:
+        assert read_response(client)[:2] == (200, "slept 1")
+        client.close()
     stop(worker)
 
 
@@ -358,7 +371,7 @@ def test_config_file_is_global_and_app_config(listener, spawn, tmp_path):
 def test_serves_every_inherited_socket(spawn):
     first, second = listening_socket(), listening_socket()
     with first, second:
-        worker = spawn([first, second], "worker_apps:wsgi_app", threads=2)
+        worker = spawn([first, second], "worker_apps:wsgi_app", threads=2, min_threads=2)
         worker.wait_for("ready")
         assert get(first)[:2] == (200, "hello from wsgi_app")
         assert get(second)[:2] == (200, "hello from wsgi_app")
