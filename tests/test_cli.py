@@ -56,6 +56,7 @@ def test_no_command_is_a_usage_error() -> None:
         (["--max-rss", "lots"], "--max-rss: expected a size like 512M"),
         (["--workers", "two"], "--workers: expected a whole number like 4, got 'two'"),
         (["--threads", "2.5"], "--threads: expected a whole number like 4"),
+        (["--min-threads", "12"], "min_threads (12) is above threads (10)"),
         (["--timeout", "soon"], "--timeout: expected a number of seconds like 30 or 2.5"),
         (["--graceful-timeout", "nan"], "--graceful-timeout: expected a number of seconds"),
         (["--unix-mode", "rw"], "--unix-mode: expected an octal mode like 660"),
