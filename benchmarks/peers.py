@@ -135,6 +135,13 @@ def wait_serving(proc: subprocess.Popen[bytes], port: int) -> None:
     raise RuntimeError(f"did not serve within {START_TIMEOUT:g}s")
 
 
+def python_path(directory: str) -> dict[str, str]:
+    """This environment with ``directory`` first on ``PYTHONPATH`` (kept: it may name
+    the morello checkout to measure)."""
+    paths = [directory, os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+
+
 @contextmanager
 def command_server(command: Callable[[int], list[str]]) -> Iterator[int]:
     """Run ``command(port)`` in ``servers/``; yield the port once it serves, then stop it."""
@@ -144,7 +151,7 @@ def command_server(command: Callable[[int], list[str]]) -> Iterator[int]:
         # A session of its own: Ctrl-C reaches this script only, which stops the server.
         # fmt: off
         proc = subprocess.Popen(
-            argv, cwd=SERVERS_DIR, env={**os.environ, "PYTHONPATH": SERVERS_DIR},
+            argv, cwd=SERVERS_DIR, env=python_path(SERVERS_DIR),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         # fmt: on
