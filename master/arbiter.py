@@ -36,14 +36,15 @@ import psutil
 from morello.log_files import reopen_log_files
 
 from . import systemd
-from .channel import MAX_MESSAGE, ChannelError
+from .channel import ChannelError
 from .cli import REEXEC_FROM
 from .control import Conflict
 from .ctl import process_gone
-from .metrics import StatsBook, prometheus_text
+from .metrics import StatsBook
 from .reloader import FileWatcher
 from .settings import Settings
-from .workers import RESTART_REASONS, State, Worker, default_max_workers
+from .status import MasterView
+from .workers import RESTART_REASONS, Channels, State, Worker, default_max_workers, fork_worker
 
 logger = logging.getLogger("morello.master")
 
@@ -53,8 +54,6 @@ HANDLED_SIGNALS = ("SIGHUP", "SIGTERM", "SIGINT", "SIGQUIT", "SIGTTIN", "SIGTTOU
 RSS_INTERVAL = 2.0
 FAST_STOP_GRACE = 2.0
 ABORT_GRACE = 2.0
-# Reads of an exited worker's channel at most (64 KiB each): far more than it can hold.
-EXIT_DRAIN_READS = 64
 # Upper bound of one loop iteration's wait, so deadlines are checked often enough.
 TICK = 0.2
 #: Workers forked in one pass of the loop at most: scaling up by hundreds must
@@ -81,7 +80,7 @@ class Arbiter:
         self.spawn_worker = spawn_worker
         self.control = control
         if control is not None:
-            self._attach_control(control)
+            MasterView(self).attach(control)
         #: Tried again each tick while the endpoint cannot be opened yet (after USR2).
         self.open_control: Callable[[], Any] | None = None
         self.on_exit = on_exit
@@ -95,6 +94,7 @@ class Arbiter:
         self.stats = StatsBook()
         self.signals: collections.deque[int] = collections.deque(maxlen=64)
         self.selector = selectors.DefaultSelector()
+        self.channels = Channels(self.selector, self.handle_message, self._garbled)
         self.started = time.monotonic()
         self.stopping: str | None = None  # "graceful" or "fast"
         self.boot_failures = 0
@@ -221,7 +221,7 @@ class Arbiter:
         """Reopen log files here and in every worker."""
         logger.info("reopened %d log file(s)", reopen_log_files())
         for worker in self.workers.values():
-            self._signal(worker, signal.SIGUSR1)
+            worker.send_signal(signal.SIGUSR1)
 
     def on_usr2(self) -> None:
         """Start a new master (a new executable) that inherits the listening sockets."""
@@ -275,7 +275,7 @@ class Arbiter:
         for worker in self.workers.values():
             worker.state = State.RETIRING
             worker.kill_at = min(worker.kill_at or now + grace, now + grace)
-            self._signal(worker, sig)
+            worker.send_signal(sig)
         # Nobody will accept new connections any more: close our copies so that,
         # once the draining workers close theirs, clients are refused at once (a
         # balancer then tries another host) instead of waiting in the backlog.
@@ -285,36 +285,21 @@ class Arbiter:
 
     def spawn(self) -> Worker:
         """Fork one worker of the current generation."""
-        parent_end, child_end = socket.socketpair()
         max_requests = self.settings.max_requests
         if max_requests and self.settings.max_requests_jitter:
             # Jitter so workers started together are not all recycled together.
             max_requests += random.randint(0, self.settings.max_requests_jitter)
         worker_id, self._next_id = self._next_id, self._next_id + 1
-        # Block signals across fork: the child unblocks them once its handlers
-        # are installed, so a SIGTERM sent right away (a quick HUP) is not lost
-        # on the handlers it inherited from us.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-        try:
-            pid = os.fork()
-        except BaseException:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-            raise
-        if pid == 0:
-            parent_end.close()
+
+        def run(worker: Worker) -> None:
             self._close_in_child()
-            worker = Worker(worker_id, os.getpid(), child_end, self.generation)
-            try:
-                self.spawn_worker(worker, self.settings, max_requests)
-            finally:
-                os._exit(3)
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        child_end.close()
-        parent_end.setblocking(False)
-        worker = Worker(worker_id, pid, parent_end, self.generation)
-        self.workers[pid] = worker
-        self.selector.register(parent_end, selectors.EVENT_READ, self._make_reader(worker))
-        logger.info("started worker %d (pid %d, generation %d)", worker_id, pid, self.generation)
+            self.spawn_worker(worker, self.settings, max_requests)
+
+        worker = fork_worker(worker_id, self.generation, run)
+        self.workers[worker.pid] = worker
+        self.channels.watch(worker)
+        logger.info("started worker %d (pid %d, generation %d)", worker_id, worker.pid,
+                    self.generation)  # fmt: skip
         return worker
 
     def _close_in_child(self) -> None:
@@ -349,10 +334,7 @@ class Arbiter:
     def worker_exited(self, worker: Worker, code: int) -> None:
         # reap() may come before the loop read the worker's last messages: its
         # final counters must reach the totals before they are closed.
-        for _ in range(EXIT_DRAIN_READS):
-            if not self._read_channel(worker):
-                break
-        self._close_channel(worker)
+        self.channels.drain(worker)
         self.stats.retire(worker.id)
         how = _describe_exit(code)
         if not self.stopping:
@@ -394,7 +376,7 @@ class Arbiter:
                 f"{self.boot_failures} workers in a row failed to boot; "
                 "no more workers will be started until HUP"
             )
-            logger.error("%s; %d healthy worker(s) keep serving", self.halted, self._ready_count())
+            logger.error("%s; %d healthy worker(s) keep serving", self.halted, self.ready_count())
             return
         delay = min(
             self.settings.boot_backoff * 2 ** (self.boot_failures - 1),
@@ -403,46 +385,7 @@ class Arbiter:
         self.spawn_not_before = time.monotonic() + delay
         logger.info("next worker start in %.1fs", delay)
 
-    def _unwatch(self, worker: Worker) -> None:
-        try:
-            self.selector.unregister(worker.channel)
-        except (KeyError, ValueError):
-            pass  # already unregistered (end of file, or closed)
-
-    def _close_channel(self, worker: Worker) -> None:
-        self._unwatch(worker)
-        worker.channel.close()
-
     # -- messages ------------------------------------------------------------
-
-    def _make_reader(self, worker: Worker) -> Callable[[socket.socket, int], None]:
-        def read(sock: socket.socket, mask: int) -> None:
-            self._read_channel(worker)
-
-        return read
-
-    def _read_channel(self, worker: Worker) -> bool:
-        """Handle one read of ``worker``'s messages; False when no more is waiting."""
-        try:
-            data = worker.channel.recv(MAX_MESSAGE)
-        except BlockingIOError:
-            return False
-        except OSError:
-            data = b""
-        if not data:
-            # The worker closed its end (it is exiting); reap() finishes the job.
-            self._unwatch(worker)
-            return False
-        try:
-            messages = worker.reader.feed(data)
-        except ChannelError as exc:
-            logger.error("worker %d (pid %d) sent %s; killing it", worker.id, worker.pid, exc)
-            self._close_channel(worker)
-            self._kill(worker)
-            return False
-        for message in messages:
-            self.handle_message(worker, message)
-        return True
 
     def handle_message(self, worker: Worker, message: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -465,6 +408,10 @@ class Arbiter:
                         worker.id, worker.pid, worker.recycle_reason)  # fmt: skip
         elif kind == "draining" and worker.state is not State.RETIRING:
             self._mark_retiring(worker, now)
+
+    def _garbled(self, worker: Worker, error: ChannelError) -> None:
+        logger.error("worker %d (pid %d) sent %s; killing it", worker.id, worker.pid, error)
+        self._kill(worker)
 
     # -- supervision ---------------------------------------------------------
 
@@ -493,14 +440,9 @@ class Arbiter:
             control, self.open_control = None, None
         if control is not None:
             self.open_control, self.control = None, control
-            self._attach_control(control)
+            MasterView(self).attach(control)
             control.register(self.selector)
             logger.info("control endpoint open")
-
-    def _attach_control(self, control: Any) -> None:
-        # The token comes with the app: until then every route answers 503.
-        control.token = self.settings.control_token
-        control.app = self
 
     def check_deadlines(self, worker: Worker, now: float) -> None:
         if worker.kill_at is not None and now >= worker.kill_at:
@@ -528,7 +470,7 @@ class Arbiter:
             worker.aborted = True
             worker.state = State.RETIRING
             worker.kill_at = now + ABORT_GRACE
-            self._signal(worker, signal.SIGABRT)
+            worker.send_signal(signal.SIGABRT)
 
     def check_memory(self) -> None:
         for worker in self.workers.values():
@@ -583,7 +525,7 @@ class Arbiter:
         logger.info("retiring worker %d (pid %d): %s", worker.id, worker.pid, why)
         worker.retired_for = cause
         self._mark_retiring(worker, now)
-        self._signal(worker, signal.SIGTERM)
+        worker.send_signal(signal.SIGTERM)
 
     def _mark_retiring(self, worker: Worker, now: float) -> None:
         worker.state = State.RETIRING
@@ -610,18 +552,13 @@ class Arbiter:
 
     # -- helpers -------------------------------------------------------------
 
-    def _ready_count(self) -> int:
+    def ready_count(self) -> int:
+        """Workers ready to serve."""
         return sum(1 for w in self.workers.values() if w.state is State.READY)
-
-    def _signal(self, worker: Worker, sig: int) -> None:
-        try:
-            os.kill(worker.pid, sig)
-        except ProcessLookupError:
-            pass  # already gone; reap() will see it
 
     def _kill(self, worker: Worker) -> None:
         worker.state = State.RETIRING
-        self._signal(worker, signal.SIGKILL)
+        worker.send_signal(signal.SIGKILL)
 
     def close_sockets(self) -> None:
         """Close the listening sockets (once); UNIX socket files go unless a new master has them."""
@@ -654,35 +591,6 @@ class Arbiter:
             "master %d exiting; its workers served %d request(s)",
             os.getpid(), self.stats.totals()["requests"],
         )
-
-    # -- control endpoint ------------------------------------------------------
-
-    def healthy(self) -> bool:
-        return True
-
-    def ready(self) -> bool:
-        return not self.stopping and self._ready_count() > 0
-
-    def status(self) -> dict[str, Any]:
-        now = time.monotonic()
-        return {
-            "master": {
-                "pid": os.getpid(),
-                "uptime": round(now - self.started, 3),
-                "generation": self.generation,
-                "target_workers": self.target,
-                "max_workers": self.max_workers,
-                "restarts": sum(self.restarts.values()),
-                "restarts_by_reason": dict(self.restarts),
-                "state": self.stopping or ("halted" if self.halted else "running"),
-                "halted": self.halted,
-                "binds": [s.address for s in self.sockets],
-            },
-            "workers": [w.describe(now) for w in self.workers.values()],
-        }
-
-    def metrics(self) -> str:
-        return prometheus_text(self.stats, self.status())
 
 
 def _describe_exit(code: int) -> str:

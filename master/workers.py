@@ -1,16 +1,25 @@
-"""What the master knows about each worker process, and how many it may run."""
+"""The master's side of its worker processes.
+
+What it knows about each one (:class:`Worker`), how many it may run, how it
+forks one with a channel to it (:func:`fork_worker`), and how it reads the
+messages on those channels (:class:`Channels`).
+"""
 
 from __future__ import annotations
 
 import enum
+import os
+import selectors
+import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
-from .channel import MessageReader
+from .channel import MAX_MESSAGE, ChannelError, MessageReader
 from .settings import default_workers
 
 #: Why a worker ended, as ``morello_worker_restarts_total{reason}`` counts it: it
@@ -22,6 +31,8 @@ RESTART_REASONS: tuple[str, ...] = ("crash", "recycle", "rollout", "scale")
 WORKERS_PER_CPU = 4
 #: ...but no more than one per this much memory (a worker with its app and threads).
 MEMORY_PER_WORKER = 128 << 20
+# Reads of an exited worker's channel at most (64 KiB each): far more than it can hold.
+EXIT_DRAIN_READS = 64
 
 
 def default_max_workers(workers: int) -> int:
@@ -66,6 +77,13 @@ class Worker:
         """Booting or ready: part of the capacity the master keeps up."""
         return self.state is not State.RETIRING
 
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the worker, unless it is already gone (then it is reaped soon)."""
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
     def age(self, now: float) -> float:
         return now - self.started
 
@@ -84,3 +102,97 @@ class Worker:
             "rss": self.rss,
             "recycle_reason": self.recycle_reason,
         }
+
+
+def fork_worker(worker_id: int, generation: int, run: Callable[[Worker], object]) -> Worker:
+    """Fork a worker process with a new channel to it; return it as the master sees it.
+
+    The child calls ``run`` with its own :class:`Worker` (holding the child's
+    end of the channel) and exits with status 3 if that ever returns.
+    """
+    parent_end, child_end = socket.socketpair()
+    # Block signals across fork: the child unblocks them once its handlers
+    # are installed, so a SIGTERM sent right away (a quick HUP) is not lost
+    # on the handlers it inherited from us.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        raise
+    if pid == 0:
+        parent_end.close()
+        try:
+            run(Worker(worker_id, os.getpid(), child_end, generation))
+        finally:
+            os._exit(3)
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    child_end.close()
+    parent_end.setblocking(False)
+    return Worker(worker_id, pid, parent_end, generation)
+
+
+class Channels:
+    """The master's ends of its workers' channels, read when its selector says so.
+
+    Each message goes to ``on_message(worker, message)``. A worker that sends
+    something that is not a message has its channel closed and is handed to
+    ``on_garbled(worker, error)``.
+    """
+
+    def __init__(
+        self,
+        selector: selectors.BaseSelector,
+        on_message: Callable[[Worker, dict[str, Any]], None],
+        on_garbled: Callable[[Worker, ChannelError], None],
+    ) -> None:
+        self.selector = selector
+        self.on_message = on_message
+        self.on_garbled = on_garbled
+
+    def watch(self, worker: Worker) -> None:
+        """Read ``worker``'s messages whenever its channel is readable."""
+
+        def read(sock: socket.socket, mask: int) -> None:
+            self._read(worker)
+
+        self.selector.register(worker.channel, selectors.EVENT_READ, read)
+
+    def drain(self, worker: Worker) -> None:
+        """Handle the messages an exited ``worker`` left in its channel, then close it."""
+        for _ in range(EXIT_DRAIN_READS):
+            if not self._read(worker):
+                break
+        self._close(worker)
+
+    def _read(self, worker: Worker) -> bool:
+        """Handle one read of ``worker``'s messages; False when no more is waiting."""
+        try:
+            data = worker.channel.recv(MAX_MESSAGE)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            # The worker closed its end (it is exiting); the master reaps it.
+            self._unwatch(worker)
+            return False
+        try:
+            messages = worker.reader.feed(data)
+        except ChannelError as exc:
+            self._close(worker)
+            self.on_garbled(worker, exc)
+            return False
+        for message in messages:
+            self.on_message(worker, message)
+        return True
+
+    def _unwatch(self, worker: Worker) -> None:
+        try:
+            self.selector.unregister(worker.channel)
+        except (KeyError, ValueError):
+            pass  # already unregistered (end of file, or closed)
+
+    def _close(self, worker: Worker) -> None:
+        self._unwatch(worker)
+        worker.channel.close()

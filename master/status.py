@@ -1,0 +1,67 @@
+"""The master as its control endpoint shows it: health, readiness, status and metrics.
+
+:class:`MasterView` is the :class:`~morello.master.control.ControlApp` the
+arbiter attaches to its control endpoint. It builds the ``/status`` document and
+the Prometheus text from the arbiter's state when a client asks, and passes
+``/scale`` on to :meth:`~morello.master.arbiter.Arbiter.scale`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from .metrics import prometheus_text
+
+if TYPE_CHECKING:
+    from .arbiter import Arbiter
+    from .control import ControlServer
+
+
+class MasterView:
+    """The control endpoint's view of one :class:`~morello.master.arbiter.Arbiter`."""
+
+    def __init__(self, arbiter: Arbiter) -> None:
+        self.arbiter = arbiter
+
+    def attach(self, server: ControlServer) -> None:
+        """Make ``server`` answer from the arbiter, with the configured token."""
+        # The token comes with the app: until then every route answers 503.
+        server.token = self.arbiter.settings.control_token
+        server.app = self
+
+    def healthy(self) -> bool:
+        """Always true: the master's loop serves the endpoint, so an answer proves it runs."""
+        return True
+
+    def ready(self) -> bool:
+        """Whether at least one worker is ready and the master is not stopping."""
+        return not self.arbiter.stopping and self.arbiter.ready_count() > 0
+
+    def status(self) -> dict[str, Any]:
+        """The master and its workers, as ``/status`` shows them."""
+        arbiter, now = self.arbiter, time.monotonic()
+        return {
+            "master": {
+                "pid": os.getpid(),
+                "uptime": round(now - arbiter.started, 3),
+                "generation": arbiter.generation,
+                "target_workers": arbiter.target,
+                "max_workers": arbiter.max_workers,
+                "restarts": sum(arbiter.restarts.values()),
+                "restarts_by_reason": dict(arbiter.restarts),
+                "state": arbiter.stopping or ("halted" if arbiter.halted else "running"),
+                "halted": arbiter.halted,
+                "binds": [s.address for s in arbiter.sockets],
+            },
+            "workers": [w.describe(now) for w in arbiter.workers.values()],
+        }
+
+    def metrics(self) -> str:
+        """The Prometheus text exposition of the workers' counters and the status."""
+        return prometheus_text(self.arbiter.stats, self.status())
+
+    def scale(self, workers: int) -> None:
+        """Run ``workers`` workers from now on (see ``Arbiter.scale``)."""
+        self.arbiter.scale(workers)
