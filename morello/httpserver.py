@@ -32,7 +32,9 @@ import cheroot.wsgi
 from cheroot import connections
 from cheroot.errors import MaxSizeExceeded
 
-from morello import http_framing
+from morello.http import framing
+from morello.http.connection import LeanConnection
+from morello.http.response import refusal
 from morello.process.servers import BindAddr, ServerAdapter, format_url
 from morello.thread_pool import AdaptiveThreadPool
 
@@ -52,7 +54,7 @@ class ProxyModeRequest(cheroot.server.HTTPRequest):
     CherryPy applications have always received those, so the framework, not
     the HTTP server, decides what to do with them. The request line, the
     headers and a chunked body must follow RFC 9112 to the letter
-    (:mod:`morello.http_framing`); anything else gets a 400 and the
+    (:mod:`morello.http.framing`); anything else gets a 400 and the
     connection is closed.
     """
 
@@ -66,8 +68,8 @@ class ProxyModeRequest(cheroot.server.HTTPRequest):
         return self._read_headers
 
     def _read_headers(self, rfile: Any, fields: dict[bytes, bytes]) -> dict[bytes, bytes]:
-        http_framing.read_fields(rfile, fields)
-        http_framing.check_body_framing(fields, self.response_protocol == "HTTP/1.1")
+        framing.read_fields(rfile, fields)
+        framing.check_body_framing(fields, self.response_protocol == "HTTP/1.1")
         return fields
 
     def read_request_line(self) -> bool:
@@ -75,7 +77,7 @@ class ProxyModeRequest(cheroot.server.HTTPRequest):
         in the request target."""
         if not super().read_request_line():
             return False
-        if not http_framing.is_token(self.method):
+        if not framing.is_token(self.method):
             self.simple_response("400 Bad Request", "Malformed method name")
             return False
         if _CONTROL_CHARS.search(self.uri):
@@ -86,7 +88,7 @@ class ProxyModeRequest(cheroot.server.HTTPRequest):
     def respond(self) -> None:
         """Run the application on a body reader of the request's framing, then finish."""
         if self.chunked_read:
-            self.rfile = http_framing.ChunkedBody(
+            self.rfile = framing.ChunkedBody(
                 self.conn.rfile, self.server.max_request_body_size
             )
         else:
@@ -110,15 +112,8 @@ class ProxyModeRequest(cheroot.server.HTTPRequest):
         if status[:3] in ("413", "414"):
             super().simple_response(status, msg)  # it says Connection: close itself
             return
-        body = msg.encode("ISO-8859-1") if isinstance(msg, str) else msg
-        head = (
-            f"{self.server.protocol} {status}\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "Content-Type: text/plain\r\n"
-            "Connection: close\r\n\r\n"
-        )
         try:
-            self.conn.wfile.write(head.encode("ISO-8859-1") + body)
+            self.conn.wfile.write(refusal(self.server.protocol, status, msg))
         except OSError as exc:
             if exc.args[0] not in cheroot.errors.socket_errors_to_ignore:
                 raise
@@ -191,8 +186,9 @@ class ConnectionManager(connections.ConnectionManager):
         time.sleep(self._pause)
 
 
-class Connection(cheroot.server.HTTPConnection):
-    """cheroot connection whose requests use :class:`ProxyModeRequest`."""
+class Connection(LeanConnection):
+    """morello's connection: the lean request path (:mod:`morello.http`) where it applies,
+    else cheroot's, with :class:`ProxyModeRequest` requests."""
 
     RequestHandlerClass = ProxyModeRequest
 

@@ -1,4 +1,4 @@
-"""Strict HTTP/1.1 message framing for the cheroot server (RFC 9112).
+"""Strict HTTP/1.1 message framing (RFC 9112), for both request paths.
 
 Where a request ends must be decided exactly as every proxy in front would
 decide it; any leniency lets a client hide a second request in the first
@@ -20,6 +20,11 @@ Header fields whose names contain ``_`` are dropped: a WSGI environ spells
 ``X-Forwarded-For`` and ``X_Forwarded_For`` alike, so one could override the
 other (nginx and gunicorn drop them too).
 
+Both request paths use these rules: cheroot's line reader feeds
+:func:`read_fields`; the lean path, whose header lines llhttp has split and
+checked already, feeds :func:`add_field`. Chunked bodies are decoded by
+:class:`ChunkedBody` on either path.
+
 Every failure is a ``ValueError`` (the server answers 400 and closes).
 """
 
@@ -31,7 +36,14 @@ from typing import Any
 from cheroot.errors import MaxSizeExceeded
 from cheroot.server import ChunkedRFile, comma_separated_headers
 
-__all__ = ["ChunkedBody", "check_body_framing", "is_token", "parse_field_line", "read_fields"]
+__all__ = [
+    "ChunkedBody",
+    "add_field",
+    "check_body_framing",
+    "is_token",
+    "parse_field_line",
+    "read_fields",
+]
 
 CRLF = b"\r\n"
 
@@ -77,29 +89,49 @@ def parse_field_line(line: bytes) -> tuple[bytes, bytes]:
 
 
 def read_fields(rfile: Any, fields: dict[bytes, bytes]) -> dict[bytes, bytes]:
-    """Read a header section from ``rfile`` into ``fields`` (cheroot's header dict).
-
-    Names are title-cased as cheroot expects; repeated fields of cheroot's
-    comma-separated kind are joined, other repeats keep the last value.
-    """
+    """Read a header section from ``rfile`` into ``fields`` (cheroot's header dict)."""
     while True:
         line = rfile.readline()
         if not line:
             raise ValueError("Illegal end of headers.")
         if line == CRLF:
             return fields
-        name, value = parse_field_line(line)
-        if b"_" in name:
-            continue
-        name = name.title()
-        if name in fields:
-            if name in _SINGLE_FIELDS:
-                raise ValueError(f"Multiple {name.decode()} headers.")
-            if name in _COMMA_FIELDS and fields[name]:
-                value = fields[name] + b", " + value
-        if name == b"Content-Length" and not value.isdigit():
-            raise ValueError("Malformed Content-Length Header.")
-        fields[name] = value
+        add_field(fields, *parse_field_line(line))
+
+
+def add_field(fields: dict[bytes, bytes], name: bytes, value: bytes) -> None:
+    """Add one well-formed field (a token name, a value without OWS around it) to ``fields``.
+
+    Names are title-cased as cheroot expects; repeated fields of cheroot's
+    comma-separated kind are joined, other repeats keep the last value.
+    Names with ``_`` are dropped; a second ``Host`` or ``Content-Length``,
+    or a ``Content-Length`` that is not all digits, raises ValueError.
+    """
+    if b"_" in name:
+        return
+    name = _titled(name)
+    if name in fields:
+        if name in _SINGLE_FIELDS:
+            raise ValueError(f"Multiple {name.decode()} headers.")
+        if name in _COMMA_FIELDS and fields[name]:
+            value = fields[name] + b", " + value
+    if name == b"Content-Length" and not value.isdigit():
+        raise ValueError("Malformed Content-Length Header.")
+    fields[name] = value
+
+
+#: Title-cased field names by name as received; most requests repeat a few.
+_TITLES: dict[bytes, bytes] = {}
+_MAX_TITLES = 512
+
+
+def _titled(name: bytes) -> bytes:
+    title = _TITLES.get(name)
+    if title is None:
+        title = name.title()
+        if len(_TITLES) < _MAX_TITLES:  # bounded: clients choose the names
+            _TITLES[name] = title
+    return title
 
 
 def check_body_framing(fields: dict[bytes, bytes], http11: bool) -> None:

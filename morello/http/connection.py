@@ -1,0 +1,235 @@
+"""The lean request path: a cheroot connection that reads, parses and answers by itself.
+
+cheroot still accepts the connection, wraps it in TLS, keeps it in its
+keep-alive selector and hands it to a pool thread whenever it is readable;
+:meth:`LeanConnection.communicate`, called on that thread, then
+
+* receives what the client sent into one reused buffer
+  (:class:`~morello.http.reader.SocketReader`);
+* serves every complete request in it, in order (pipelining): the head is
+  parsed by llhttp and checked (:mod:`morello.http.parser`), the environ
+  built from it (:mod:`morello.http.environ`), the application called and
+  its response sent (:mod:`morello.http.response`);
+* returns to the selector once no complete request is left, keeping any
+  partial one in the buffer for the next time the socket is readable.
+
+A refused request gets its 4xx (or 5xx) with ``Connection: close``, and the
+connection is closed. Sockets that are not Python sockets (pyOpenSSL's TLS
+connections), and WSGI versions other than 1.0, keep cheroot's own path.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import types
+from typing import Any
+
+import cheroot.errors
+import cheroot.server
+from cheroot.errors import MaxSizeExceeded
+
+from morello.http.environ import connection_environ, request_environ
+from morello.http.framing import ChunkedBody
+from morello.http.parser import HeadError, HeadParser, RequestHead, Unparsed, checked_head
+from morello.http.reader import HeadTooLarge, SocketReader
+from morello.http.response import Response, refusal
+
+__all__ = ["LeanConnection"]
+
+#: Body bytes read at a time when draining what the application left unread.
+DRAIN_SIZE = 65536
+
+
+class LeanConnection(cheroot.server.HTTPConnection):
+    """A cheroot connection serving its requests through the lean path when it can."""
+
+    #: Whether new connections take the lean path (False: cheroot's, for every one).
+    lean = True
+
+    def __init__(self, server: Any, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(server, sock, *args, **kwargs)
+        self._heads: HeadParser | None = None
+        if (
+            self.lean
+            and isinstance(sock, socket.socket)
+            and getattr(server, "wsgi_version", None) == (1, 0)
+        ):
+            self.rfile.close()  # cheroot's buffered reader: never used on this path
+            self.rfile = SocketReader(sock)
+            self._heads = HeadParser(server.protocol == "HTTP/1.1")
+            self._base_environ: dict[str, Any] | None = None
+            self._scheme = "https" if server.ssl_adapter is not None else "http"
+            self._body: Any = None
+            self._req: RequestHead | None = None
+
+    @property
+    def is_lean(self) -> bool:
+        """Whether this connection's requests take the lean path."""
+        return self._heads is not None
+
+    def communicate(self) -> bool:
+        """Serve every complete request received; return whether to keep the connection."""
+        if self._heads is None:
+            return super().communicate()
+        reader: SocketReader = self.rfile
+        served = False
+        try:
+            while True:
+                head = reader.take_head(self.server.max_request_header_size)
+                if head is None:
+                    if served:
+                        return True  # the selector wakes us for the rest
+                    if not reader.fill():
+                        return False
+                    continue
+                served = True
+                if not self._serve(head):
+                    return False
+        except HeadTooLarge as exc:
+            if exc.in_request_line:
+                self._refuse(
+                    "414 Request-URI Too Long",
+                    "The Request-URI sent with the request exceeds the maximum allowed bytes.",
+                )
+            else:
+                self._refuse(
+                    "413 Request Entity Too Large",
+                    "The headers sent with the request exceed the maximum allowed bytes.",
+                )
+        except TimeoutError:
+            if reader.pending:  # a request had begun
+                self._refuse("408 Request Timeout")
+        except OSError as exc:
+            self._socket_error(exc)
+        return False
+
+    def _serve(self, head: bytes) -> bool:
+        """Answer one request; return whether the connection may serve another."""
+        server = self.server
+        try:
+            try:
+                req = self._heads.parse(head, server.max_request_body_size)  # type: ignore[union-attr]
+            except Unparsed:
+                req = self._reread(head)
+        except HeadError as exc:
+            self._refuse(exc.status, exc.message)
+            return False
+        if req is None:
+            return False
+        if server.stats["Enabled"]:
+            self.requests_seen += 1
+        reader: SocketReader = self.rfile
+        if req.chunked:
+            body: Any = ChunkedBody(reader, server.max_request_body_size)
+        else:
+            body = cheroot.server.KnownLengthRFile(reader, req.length)
+        if req.expect_continue:
+            # Sent only if the application reads a body that has not come yet.
+            reader.interim = f"{server.protocol} 100 Continue\r\n\r\n".encode("ascii")
+        self._body, self._req = body, req
+        if self._base_environ is None:
+            self._base_environ = connection_environ(self)
+        environ = request_environ(self._base_environ, req, body, self._scheme)
+        response = Response(
+            self.socket.sendall, server, req.http11, req.method == b"HEAD", req.close, self._settle
+        )
+        try:
+            self._run_app(environ, response)
+        except OSError as exc:
+            self._socket_error(exc)
+            return False
+        except Exception as exc:
+            server.error_log(repr(exc), level=logging.ERROR, traceback=True)
+            if not response.head_sent:
+                self._refuse("500 Internal Server Error")
+            return False
+        finally:
+            reader.interim = None
+            self._body = self._req = None
+        return not response.close and _consumed(body)
+
+    def _reread(self, head: bytes) -> RequestHead | None:
+        """Have cheroot's strict reader (the request class) read a head llhttp did not take.
+
+        Returns the head it accepts, or None once its refusal is sent.
+        """
+        conn = types.SimpleNamespace(rfile=io.BytesIO(head), wfile=io.BytesIO())
+        req = self.RequestHandlerClass(self.server, conn)
+        req.parse_request()
+        if not req.ready:
+            answer = conn.wfile.getvalue()
+            if answer:
+                self.socket.sendall(answer)
+            return None
+        return checked_head(
+            req.method,
+            req.uri,
+            req.request_protocol.decode("ascii"),
+            req.response_protocol == "HTTP/1.1",
+            req.inheaders,
+            self.server.max_request_body_size,
+        )
+
+    def _run_app(self, environ: dict[str, Any], response: Response) -> None:
+        result = self.server.wsgi_app(environ, response.start_response)
+        try:
+            for chunk in result:
+                if chunk:
+                    if not isinstance(chunk, bytes):
+                        raise ValueError("WSGI Applications must yield bytes")
+                    response.write(chunk)
+            if response.status is None:
+                raise RuntimeError("The WSGI application never called start_response.")
+            response.finish()
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    def _settle(self, response: Response) -> None:
+        """Before the head goes out: read what is left of the request body, or close.
+
+        A kept connection must not take unread body bytes for the next
+        request. A client still waiting for ``100 Continue`` holds its body
+        back, so the connection closes instead.
+        """
+        body, reader = self._body, self.rfile
+        if response.close or _consumed(body):
+            return
+        if reader.interim is not None:
+            reader.interim = None
+            response.close = True
+            return
+        try:
+            if isinstance(body, ChunkedBody):
+                while body.read(DRAIN_SIZE):
+                    pass
+            else:
+                while body.remaining and body.read(min(body.remaining, DRAIN_SIZE)):
+                    pass
+        except (ValueError, MaxSizeExceeded):  # malformed, or too large
+            response.close = True
+        if not _consumed(body):
+            response.close = True
+
+    def _refuse(self, status: str, message: str = "") -> None:
+        try:
+            self.socket.sendall(refusal(self.server.protocol, status, message))
+        except OSError as exc:
+            self._socket_error(exc)
+
+    def _socket_error(self, exc: OSError) -> None:
+        if isinstance(exc, TimeoutError) or exc.args[0] in cheroot.errors.socket_errors_to_ignore:
+            return
+        self.server.error_log(
+            f"socket.error {exc.args[0]!r}", level=logging.WARNING, traceback=True
+        )
+
+
+def _consumed(body: Any) -> bool:
+    """Whether the request body was read to its end."""
+    if isinstance(body, ChunkedBody):
+        return body.closed
+    return not body.remaining

@@ -1,0 +1,139 @@
+"""A connection's receive buffer: request heads out of it, body bytes on demand.
+
+One ``recv_into`` fills a reused buffer with whatever the client sent:
+several pipelined requests, a head and part of its body, or a fragment of
+a head. :meth:`SocketReader.take_head` cuts complete heads off the front;
+the body readers (cheroot's ``KnownLengthRFile``, morello's
+``ChunkedBody``) pull body bytes through :meth:`~SocketReader.read` and
+:meth:`~SocketReader.readline`, which receive more only when the buffer
+runs dry.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+
+__all__ = ["HeadTooLarge", "SocketReader"]
+
+#: Bytes asked of the socket per receive.
+RECV_SIZE = 65536
+
+_END_OF_HEAD = b"\r\n\r\n"
+#: A line end without CR: such a head never ends with CRLF CRLF, yet must be refused now.
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+class HeadTooLarge(Exception):
+    """The request line, or the head, is longer than the server accepts."""
+
+    def __init__(self, in_request_line: bool) -> None:
+        super().__init__("request line too long" if in_request_line else "head too long")
+        #: Whether the request line alone was over the limit (414 rather than 413).
+        self.in_request_line = in_request_line
+
+
+class SocketReader:
+    """The bytes received on one connection and not consumed yet.
+
+    Also the connection's ``rfile`` for cheroot's connection manager, which
+    asks :meth:`has_data` before waiting for the socket to become readable.
+    """
+
+    #: cheroot's statistics add this up per connection; the lean path does not count.
+    bytes_read = 0
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.data = bytearray()
+        self.pos = 0  # start of the unconsumed bytes in data
+        self._scanned = 0  # data[:_scanned] holds no end of head
+        self._chunk = bytearray(RECV_SIZE)
+        self._view = memoryview(self._chunk)
+        #: Sent before the next receive, then forgotten (``100 Continue``).
+        self.interim: bytes | None = None
+
+    def fill(self) -> int:
+        """Receive once (waiting up to the socket's timeout); return the byte count, 0 at EOF."""
+        if self.interim is not None:
+            self.sock.sendall(self.interim)
+            self.interim = None
+        count = self.sock.recv_into(self._view)
+        if count:
+            if self.pos:
+                del self.data[: self.pos]
+                self._scanned = max(0, self._scanned - self.pos)
+                self.pos = 0
+            self.data += self._view[:count]
+        return count
+
+    @property
+    def pending(self) -> int:
+        """How many received bytes are not consumed yet."""
+        return len(self.data) - self.pos
+
+    def take_head(self, limit: int) -> bytes | None:
+        """Cut the next complete head (request line and fields, with the blank line) off the front.
+
+        A head with a bare LF is cut at once, whole or not, to be refused.
+        Returns None while the head is incomplete; raises
+        :class:`HeadTooLarge` once more than ``limit`` bytes (0: no limit)
+        are received without an end of head.
+        """
+        data, pos = self.data, self.pos
+        # Blank lines before a request line are tolerated (RFC 9112 2.2).
+        while data.startswith(b"\r\n", pos):
+            pos += 2
+        self.pos = pos
+        end = data.find(_END_OF_HEAD, max(pos, self._scanned - 3))
+        if end < 0:
+            if _BARE_LF.search(data, max(pos, self._scanned - 1)):
+                end = len(data) - 4  # all of it: the parser refuses it
+            else:
+                self._scanned = len(data)
+                if limit and len(data) - pos > limit:
+                    raise HeadTooLarge(data.find(b"\n", pos, pos + limit) < 0)
+                return None
+        end += 4
+        if limit and end - pos > limit:
+            raise HeadTooLarge(data.find(b"\n", pos, pos + limit) < 0)
+        head = bytes(data[pos:end])
+        self.pos = self._scanned = end
+        return head
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` body bytes (all until EOF if negative), fewer only at EOF."""
+        while size < 0 or self.pending < size:
+            if not self.fill():
+                break
+        end = len(self.data) if size < 0 else min(len(self.data), self.pos + size)
+        chunk = bytes(self.data[self.pos : end])
+        self.pos = end
+        return chunk
+
+    def readline(self, size: int = -1) -> bytes:
+        """One line, LF included, of at most ``size`` bytes (shorter only at EOF)."""
+        searched = 0  # bytes after pos known to hold no LF
+        while True:
+            stop = self.pending if size < 0 else min(self.pending, size)
+            newline = self.data.find(b"\n", self.pos + searched, self.pos + stop)
+            if newline >= 0:
+                end = newline + 1
+                break
+            searched = stop
+            if stop == size or not self.fill():
+                end = self.pos + stop
+                break
+        line = bytes(self.data[self.pos : end])
+        self.pos = end
+        return line
+
+    def has_data(self) -> bool:
+        """Whether bytes wait that the selector cannot see (decrypted TLS records)."""
+        pending = getattr(self.sock, "pending", None)
+        return bool(pending and pending())
+
+    def close(self) -> None:
+        """Forget the buffered bytes (the socket belongs to the connection)."""
+        self.data = bytearray()
+        self.pos = self._scanned = 0
