@@ -138,7 +138,17 @@ class LeanConnection(cheroot.server.HTTPConnection):
         try:
             self._run_app(environ, response)
         except OSError as exc:
-            self._socket_error(exc)
+            if self._socket_error(exc) and not response.head_sent:
+                self._refuse("500 Internal Server Error")
+            return False
+        except MaxSizeExceeded:
+            # A chunked body over the limit, read by an application that let
+            # the error through: the client still learns why.
+            if not response.head_sent:
+                self._refuse(
+                    "413 Request Entity Too Large",
+                    "The entity sent with the request exceeds the maximum allowed bytes.",
+                )
             return False
         except Exception as exc:
             server.error_log(repr(exc), level=logging.ERROR, traceback=True)
@@ -220,12 +230,14 @@ class LeanConnection(cheroot.server.HTTPConnection):
         except OSError as exc:
             self._socket_error(exc)
 
-    def _socket_error(self, exc: OSError) -> None:
+    def _socket_error(self, exc: OSError) -> bool:
+        """Log ``exc`` unless it only means the client went away; return whether it was logged."""
         if isinstance(exc, TimeoutError) or exc.args[0] in cheroot.errors.socket_errors_to_ignore:
-            return
+            return False
         self.server.error_log(
             f"socket.error {exc.args[0]!r}", level=logging.WARNING, traceback=True
         )
+        return True
 
 
 def _consumed(body: Any) -> bool:
