@@ -97,7 +97,8 @@ class AdaptiveThreadPool(ThreadPool):
     cpu_saturated: float = 0.9
     #: Seconds of saturation after which surplus threads are retired.
     saturated_shrink_after: float = 1.0
-    #: Seconds threads must all stay idle before they are retired.
+    #: Threads that stayed idle this many seconds are retired (as many as were
+    #: idle at every look during that time).
     idle_timeout: float = 5.0
 
     def __init__(
@@ -183,12 +184,14 @@ class AdaptiveThreadPool(ThreadPool):
     def _manage(self) -> None:
         demand = CpuDemand()
         last_time = self._idle_since = time.monotonic()
-        load = 0.0
+        previous = 0.0
         while not self._stopping.wait(self.tick):
             now = time.monotonic()
-            # Averaged with the previous reading: one tick is short enough for a
-            # CPU-bound process to look idle while the kernel ran something else.
-            load = (load + demand.since_last() / max(now - last_time, 1e-9)) / 2
+            reading = demand.since_last() / max(now - last_time, 1e-9)
+            # The busier of the last two readings: one tick is short enough for
+            # a CPU-bound process to look idle (its clients were not scheduled,
+            # or the work only began at the end of the tick).
+            load, previous = max(reading, previous), reading
             last_time = now
             with self._lock:
                 if self._stopping.is_set():
@@ -201,7 +204,7 @@ class AdaptiveThreadPool(ThreadPool):
                     )
 
     def _adjust(self, now: float, load: float) -> None:
-        """Grow, shrink or keep the pool, given the CPU ``load`` since the last tick."""
+        """Grow, shrink or keep the pool, given the CPU ``load`` of the last ticks."""
         self._clear_dead_threads()
         size = len(self._threads) - len(self._pending_shutdowns)
         waited, queued = self._waiting(now)
@@ -209,8 +212,9 @@ class AdaptiveThreadPool(ThreadPool):
         # kept using what the current ones use on average.
         fill = math.ceil(size * self.cpu_spare_below / max(load, 0.01))
         if waited > self.grow_after and load < self.cpu_spare_below:
-            # Enough to take what is queued, but no more than the CPU feeds.
-            self.grow(min(size + max(queued, 1), fill) - size)
+            # Enough to take what is queued, but no more than the CPU feeds,
+            # and at most double: the next tick tells whether that helped.
+            self.grow(min(size + max(queued, 1), fill, size + max(size, 1)) - size)
             self._idle_floor, self._idle_since = None, now
             self._saturated_since = None
             return
@@ -219,13 +223,13 @@ class AdaptiveThreadPool(ThreadPool):
         elif self._saturated_since is None:
             self._saturated_since = now
         elif now - self._saturated_since >= self.saturated_shrink_after:
-            self._retire(max(size - fill, 1), size)
+            self._retire(max(size - fill, 1))
             self._saturated_since = now
         idle = self.idle
         self._idle_floor = idle if self._idle_floor is None else min(self._idle_floor, idle)
         if now - self._idle_since >= self.idle_timeout:
             # The threads idle all along were not needed.
-            self._retire(self._idle_floor, size)
+            self._retire(self._idle_floor)
             self._idle_floor, self._idle_since = None, now
 
     def _waiting(self, now: float) -> tuple[float, int]:
@@ -241,8 +245,9 @@ class AdaptiveThreadPool(ThreadPool):
                 waited = max(waited, now - getattr(oldest, "queued_at", now))
         return waited, queued
 
-    def _retire(self, amount: int, size: int) -> None:
+    def _retire(self, amount: int) -> None:
         """Ask ``amount`` threads (at most down to ``min``) to end."""
+        size = len(self._threads) - len(self._pending_shutdowns)
         amount = min(amount, size - self.min)
         if amount > 0:
             # cheroot's shrink() counts the stop requests already queued in

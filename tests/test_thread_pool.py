@@ -7,19 +7,24 @@ never beyond, and it shrinks back once the threads sit idle.
 
 from __future__ import annotations
 
-import http.client
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from bus_support import wait_until
+from e2e_support import get_concurrently
+from prefork_support import DEADLINE, wait_for
 
 from morello.httpserver import Server
 from morello.process.bus import Bus
+from morello.testing import Client, free_port
 from morello.thread_pool import AdaptiveThreadPool
 
 #: CPU time one "/" request burns in the server.
@@ -57,26 +62,9 @@ def serve(bus: Bus) -> Iterator[Callable[..., tuple[int, AdaptiveThreadPool]]]:
     bus.exit()
 
 
-def sleep_concurrently(port: int, count: int, seconds: float) -> list[int]:
+def sleep_concurrently(port: int, count: int, seconds: float) -> list[str]:
     """``count`` clients, each on its own connection, ask for a ``seconds`` sleep at once."""
-    statuses: list[int] = []
-
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        try:
-            conn.request("GET", f"/sleep?{seconds}")
-            response = conn.getresponse()
-            response.read()
-            statuses.append(response.status)
-        finally:
-            conn.close()
-
-    clients = [threading.Thread(target=client) for _ in range(count)]
-    for thread in clients:
-        thread.start()
-    for thread in clients:
-        thread.join(30)
-    return statuses
+    return get_concurrently(Client("127.0.0.1", port, timeout=30), f"/sleep?{seconds}", count)
 
 
 #: Keep-alive clients in another process (so their CPU use is not the server's):
@@ -126,7 +114,7 @@ def test_blocking_requests_grow_the_pool_to_its_maximum(serve: Any) -> None:
     port, pool = serve(1, 10)
     assert pool.size == 1
     started = time.monotonic()
-    assert sleep_concurrently(port, 10, 0.3) == [200] * 10
+    assert sleep_concurrently(port, 10, 0.3) == ["slept"] * 10
     # One thread would take 3 s; ten threads answer them together.
     assert time.monotonic() - started < 1.5
     assert pool.peak == 10
@@ -135,7 +123,7 @@ def test_blocking_requests_grow_the_pool_to_its_maximum(serve: Any) -> None:
 def test_the_pool_never_exceeds_its_maximum(serve: Any) -> None:
     port, pool = serve(1, 4)
     started = time.monotonic()
-    assert sleep_concurrently(port, 12, 0.2) == [200] * 12
+    assert sleep_concurrently(port, 12, 0.2) == ["slept"] * 12
     assert pool.peak == 4
     # Three rounds of four, not twelve rounds of one.
     assert time.monotonic() - started < 1.8
@@ -144,20 +132,20 @@ def test_the_pool_never_exceeds_its_maximum(serve: Any) -> None:
 def test_idle_threads_are_retired_down_to_the_minimum(serve: Any) -> None:
     port, pool = serve(2, 8)
     pool.idle_timeout = 0.5
-    assert sleep_concurrently(port, 8, 0.2) == [200] * 8
+    assert sleep_concurrently(port, 8, 0.2) == ["slept"] * 8
     assert pool.peak == 8
     wait_until(lambda: pool.size == 2, timeout=10)
     # ...and they are gone, not just counted out.
     wait_until(lambda: len([t for t in pool._threads if t.is_alive()]) == 2, timeout=10)
     # The pool still grows again afterwards.
-    assert sleep_concurrently(port, 8, 0.2) == [200] * 8
+    assert sleep_concurrently(port, 8, 0.2) == ["slept"] * 8
     assert pool.size > 2
 
 
 def test_no_maximum_keeps_the_pool_at_thread_pool(serve: Any) -> None:
     port, pool = serve(2, -1)
     assert pool.max == 2
-    assert sleep_concurrently(port, 6, 0.1) == [200] * 6
+    assert sleep_concurrently(port, 6, 0.1) == ["slept"] * 6
     assert pool.peak == 2
 
 
@@ -165,7 +153,7 @@ def test_stopping_a_grown_pool_finishes_requests_and_joins_every_thread(
     serve: Any, bus: Bus
 ) -> None:
     port, pool = serve(1, 6)
-    results: list[list[int]] = []
+    results: list[list[str]] = []
     clients = threading.Thread(target=lambda: results.append(sleep_concurrently(port, 6, 0.5)))
     clients.start()
     wait_until(lambda: pool.size == 6 and pool.idle == 0, timeout=10)
@@ -173,4 +161,54 @@ def test_stopping_a_grown_pool_finishes_requests_and_joins_every_thread(
     bus.exit()
     assert not [t for t in threads if t.is_alive()]
     clients.join(10)
-    assert results == [[200] * 6]
+    assert results == [["slept"] * 6]
+
+
+#: quickstart with master.workers: argv is the port and the control port.
+QUICKSTART = """
+import sys, time
+import morello
+port, control = int(sys.argv[1]), int(sys.argv[2])
+class Root:
+    @morello.expose
+    def slow(self):
+        time.sleep(1)
+        return "slept"
+morello.quickstart(Root(), "", {"global": {
+    "server.socket_host": "127.0.0.1", "server.socket_port": port,
+    "server.thread_pool": 1, "server.thread_pool_max": 4,
+    "master.workers": 1, "master.control_bind": f"127.0.0.1:{control}",
+}})
+"""
+
+
+def test_quickstart_workers_size_their_pools_from_the_server_settings(tmp_path: Path) -> None:
+    port, control = free_port(), free_port()
+    script = tmp_path / "site.py"
+    script.write_text(QUICKSTART)
+    master = subprocess.Popen([sys.executable, str(script), str(port), str(control)])
+    try:
+
+        def worker_threads(busy: int) -> dict[str, Any] | None:
+            """The worker once a heartbeat said ``busy`` of its threads serve requests."""
+            status = requests.get(f"http://127.0.0.1:{control}/status", timeout=5).json()
+            workers = [w for w in status["workers"] if w["threads"] and w["busy_threads"] == busy]
+            return workers[0] if workers else None
+
+        # thread_pool is the workers' minimum...
+        assert wait_for(lambda: worker_threads(0), what="a heartbeat")["threads"] == 1
+        answers: list[list[str]] = []
+        clients = threading.Thread(
+            target=lambda: answers.append(get_concurrently(Client("127.0.0.1", port), "/slow", 4))
+        )
+        clients.start()
+        # ...and thread_pool_max their maximum.
+        assert wait_for(lambda: worker_threads(4), what="four busy threads")["threads"] == 4
+        clients.join(DEADLINE)
+        assert answers == [["slept"] * 4]
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(DEADLINE) == 0
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait(DEADLINE)
