@@ -1,8 +1,8 @@
 """A connection's receive buffer: request heads out of it, body bytes on demand.
 
-One ``recv_into`` fills a reused buffer with whatever the client sent:
-several pipelined requests, a head and part of its body, or a fragment of
-a head. :meth:`SocketReader.take_head` cuts complete heads off the front;
+One ``recv_into`` (into a buffer each thread reuses) takes whatever the
+client sent: several pipelined requests, a head and part of its body, or
+a fragment of a head. :meth:`SocketReader.take_head` cuts complete heads off the front;
 the body readers (cheroot's ``KnownLengthRFile``, morello's
 ``ChunkedBody``) pull body bytes through :meth:`~SocketReader.read` and
 :meth:`~SocketReader.readline`, which receive more only when the buffer
@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 
 __all__ = ["HeadTooLarge", "SocketReader"]
 
 #: Bytes asked of the socket per receive.
 RECV_SIZE = 65536
+
+#: Each thread receives into its own buffer, whatever the connection: idle
+#: keep-alive connections then hold only the bytes they have not consumed.
+_receiving = threading.local()
 
 _END_OF_HEAD = b"\r\n\r\n"
 #: A line end without CR: such a head never ends with CRLF CRLF, yet must be refused now.
@@ -48,8 +53,6 @@ class SocketReader:
         self.data = bytearray()
         self.pos = 0  # start of the unconsumed bytes in data
         self._scanned = 0  # data[:_scanned] holds no end of head
-        self._chunk = bytearray(RECV_SIZE)
-        self._view = memoryview(self._chunk)
         #: Sent before the next receive, then forgotten (``100 Continue``).
         self.interim: bytes | None = None
 
@@ -58,13 +61,16 @@ class SocketReader:
         if self.interim is not None:
             self.sock.sendall(self.interim)
             self.interim = None
-        count = self.sock.recv_into(self._view)
+        view = getattr(_receiving, "view", None)
+        if view is None:
+            view = _receiving.view = memoryview(bytearray(RECV_SIZE))
+        count = self.sock.recv_into(view)
         if count:
             if self.pos:
                 del self.data[: self.pos]
                 self._scanned = max(0, self._scanned - self.pos)
                 self.pos = 0
-            self.data += self._view[:count]
+            self.data += view[:count]
         return count
 
     @property

@@ -21,16 +21,16 @@ __all__ = ["Response", "http_date", "refusal"]
 
 _BODILESS = frozenset({204, 205, 304})
 
-_date_cache: tuple[int, bytes] = (0, b"")
+_date_cache: tuple[int, str] = (0, "")
 
 
-def http_date() -> bytes:
+def http_date() -> str:
     """The ``Date`` header value for now (computed once a second)."""
     global _date_cache
     now = int(time.time())
     second, value = _date_cache
     if second != now:
-        value = email.utils.formatdate(now, usegmt=True).encode("ascii")
+        value = email.utils.formatdate(now, usegmt=True)
         _date_cache = (now, value)
     return value
 
@@ -142,41 +142,46 @@ class Response:
         self.head_sent = True
         status = self.status or "500 Internal Server Error"
         code = int(status[:3])
-        names = {name.lower() for name, _ in self.headers}
         headers = self.headers
+        length = connection = None
+        has_date = has_server = False
+        for name, value in headers:  # one pass: the names that change the framing
+            lower = name.lower()
+            if lower == "content-length":
+                length = value
+            elif lower == "connection":
+                connection = value
+            elif lower == "date":
+                has_date = True
+            elif lower == "server":
+                has_server = True
+        if code < 200 or code in _BODILESS:
+            self.no_body = True
         if code == 413:
             self.close = True  # the rest of the request cannot be trusted
-        elif "content-length" not in names and code >= 200 and code not in _BODILESS:
+        elif length is None and not (code < 200 or code in _BODILESS):
             if self.http11 and not self.no_body:
                 self.chunked = True
                 headers.append(("Transfer-Encoding", "chunked"))
             else:
                 self.close = True  # only the close can tell where the body ends
-        if code < 200 or code in _BODILESS:
-            self.no_body = True
-        if not self.no_body and "content-length" in names:
-            for name, value in headers:
-                if name.lower() == "content-length":
-                    self.remaining = int(value)
-        if "connection" in names:
-            for name, value in headers:
-                if name.lower() == "connection" and "close" in value.lower():
-                    self.close = True
+        if length is not None and not self.no_body:
+            self.remaining = int(length)
+        if connection is not None and "close" in connection.lower():
+            self.close = True
         if not self.close and not self.server.can_add_keepalive_connection:
             self.close = True
         self.before_head(self)
-        if "connection" not in names:
+        if connection is None:
             if self.http11:
                 if self.close:
                     headers.append(("Connection", "close"))
             elif not self.close:
                 headers.append(("Connection", "Keep-Alive"))
                 headers.append(("Keep-Alive", f"timeout={self.server.timeout}"))
-        if "date" not in names:
-            headers.append(("Date", http_date().decode("ascii")))
-        if "server" not in names:
+        if not has_date:
+            headers.append(("Date", http_date()))
+        if not has_server:
             headers.append(("Server", self.server.server_name))
-        lines = [f"{self.server.protocol} {status}\r\n"]
-        lines.extend(f"{name}: {value}\r\n" for name, value in headers)
-        lines.append("\r\n")
-        return "".join(lines).encode("ISO-8859-1")
+        lines = [f"{name}: {value}\r\n" for name, value in headers]
+        return f"{self.server.protocol} {status}\r\n{''.join(lines)}\r\n".encode("ISO-8859-1")
