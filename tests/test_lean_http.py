@@ -157,10 +157,11 @@ def test_pipelined_requests_answered_in_order(port: int, lean_served: list[bytes
 
 
 def refused(port: int, data: bytes) -> tuple[int, bytes]:
-    """Send ``data``; return the status and the head of the answer, once the server closed."""
+    """Send ``data``; return the status and the head of the one answer, once the server closed."""
     with Conn(port) as conn:
         conn.send(data)
         raw = conn.read_until_closed()
+    assert raw.count(b"HTTP/1.1 ") == 1, raw
     return status_of(raw), raw.partition(b"\r\n\r\n")[0].lower()
 
 
@@ -259,6 +260,39 @@ def test_unsized_head_response_closes(port: int) -> None:
         raw = conn.read_until_closed()
     assert raw.startswith(b"HTTP/1.1 200 OK\r\n") and raw.endswith(b"\r\n\r\n")
     assert b"\r\nConnection: close\r\n" in raw
+
+
+# -- heads llhttp does not take --------------------------------------------------------
+
+
+def test_method_llhttp_does_not_know_reaches_the_application(port: int) -> None:
+    with Conn(port) as conn:
+        conn.send(build_request("BREW", "/pot", b"tea") + build_request("GET", "/next"))
+        assert conn.reply().body == b"BREW /pot? -"
+        assert conn.reply().body == b"GET /next? -"
+
+
+def test_del_in_a_header_value_is_served_as_before(port: int) -> None:
+    # llhttp refuses DEL in a value; morello's rules pass it on (it cannot
+    # change the framing), as cheroot's reader always has.
+    with Conn(port) as conn:
+        conn.send(build_request("GET", "/del", headers=[("X-Odd", "a\x7fb")]))
+        assert conn.reply().body == b"GET /del? -"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"BREW /pot HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        b"BREW /pot HTTP/1.1\r\nHost: x\r\nX-Odd: \x7f\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Length: 3\r\n\r\n0\r\n\r\n",
+        b"GET /a\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: x\n\n",
+    ],
+)
+def test_heads_llhttp_refuses_keep_the_strict_rules(port: int, data: bytes) -> None:
+    status, head = refused(port, data + build_request("GET", "/hidden"))
+    assert status == 400 and b"connection: close" in head
 
 
 # -- errors ------------------------------------------------------------------------
