@@ -18,9 +18,9 @@ thread, every :attr:`~AdaptiveThreadPool.tick` seconds, compare two things:
 Work that waits while the CPU has room means every thread is blocked on
 something other than the interpreter lock, so another thread helps: the
 pool grows, up to ``max``. Work that waits while the CPU is saturated gains
-nothing from more threads, so the pool does not grow; if the CPU stays
-saturated, surplus threads are retired, every
-:attr:`~AdaptiveThreadPool.saturated_shrink_after` seconds. Threads that all sit
+nothing from more threads, so the pool does not grow; if the CPU is
+saturated on average over :attr:`~AdaptiveThreadPool.saturated_shrink_after`
+seconds, surplus threads are retired. Threads that all sit
 idle for :attr:`~AdaptiveThreadPool.idle_timeout` seconds are retired too.
 The pool never goes below ``min`` nor above ``max``.
 
@@ -95,7 +95,8 @@ class AdaptiveThreadPool(ThreadPool):
     cpu_spare_below: float = 0.75
     #: CPU use from which the process counts as saturated.
     cpu_saturated: float = 0.9
-    #: Seconds of saturation after which surplus threads are retired.
+    #: Seconds over which the CPU use is averaged to decide whether it is
+    #: saturated (and surplus threads retired).
     saturated_shrink_after: float = 1.0
     #: Threads that stayed idle this many seconds are retired (as many as were
     #: idle at every look during that time).
@@ -123,7 +124,9 @@ class AdaptiveThreadPool(ThreadPool):
         self._longest_wait = 0.0
         self._idle_since = 0.0
         self._idle_floor: int | None = None
-        self._saturated_since: float | None = None
+        # CPU readings since _window_start, for the saturation check.
+        self._window_start = 0.0
+        self._window_loads: list[float] = []
 
     # -- what cheroot calls ---------------------------------------------------
 
@@ -183,7 +186,7 @@ class AdaptiveThreadPool(ThreadPool):
 
     def _manage(self) -> None:
         demand = CpuDemand()
-        last_time = self._idle_since = time.monotonic()
+        last_time = self._idle_since = self._window_start = time.monotonic()
         previous = 0.0
         while not self._stopping.wait(self.tick):
             now = time.monotonic()
@@ -208,29 +211,32 @@ class AdaptiveThreadPool(ThreadPool):
         self._clear_dead_threads()
         size = len(self._threads) - len(self._pending_shutdowns)
         waited, queued = self._waiting(now)
-        # The threads that would use the CPU up to cpu_spare_below, if each
-        # kept using what the current ones use on average.
-        fill = math.ceil(size * self.cpu_spare_below / max(load, 0.01))
         if waited > self.grow_after and load < self.cpu_spare_below:
             # Enough to take what is queued, but no more than the CPU feeds,
             # and at most double: the next tick tells whether that helped.
-            self.grow(min(size + max(queued, 1), fill, size + max(size, 1)) - size)
+            wanted = min(size + max(queued, 1), self._fill(size, load), size + max(size, 1))
+            self.grow(wanted - size)
             self._idle_floor, self._idle_since = None, now
-            self._saturated_since = None
+            self._window_start, self._window_loads = now, []
             return
-        if load < self.cpu_saturated:
-            self._saturated_since = None
-        elif self._saturated_since is None:
-            self._saturated_since = now
-        elif now - self._saturated_since >= self.saturated_shrink_after:
-            self._retire(max(size - fill, 1))
-            self._saturated_since = now
+        self._window_loads.append(load)
+        if now - self._window_start >= self.saturated_shrink_after:
+            # Judged on the average: single readings swing with the machine's load.
+            average = sum(self._window_loads) / len(self._window_loads)
+            if average >= self.cpu_saturated:
+                self._retire(max(size - self._fill(size, average), 1))
+            self._window_start, self._window_loads = now, []
         idle = self.idle
         self._idle_floor = idle if self._idle_floor is None else min(self._idle_floor, idle)
         if now - self._idle_since >= self.idle_timeout:
             # The threads idle all along were not needed.
             self._retire(self._idle_floor)
             self._idle_floor, self._idle_since = None, now
+
+    def _fill(self, size: int, load: float) -> int:
+        """The threads that would use ``cpu_spare_below`` of the CPU, if each used
+        what the ``size`` current ones use on average."""
+        return math.ceil(size * self.cpu_spare_below / max(load, 0.01))
 
     def _waiting(self, now: float) -> tuple[float, int]:
         """The longest queue wait since the last look, and how many connections wait now."""

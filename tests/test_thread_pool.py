@@ -110,6 +110,28 @@ def test_cpu_bound_load_keeps_the_pool_small(serve: Any) -> None:
     assert pool.size <= 3
 
 
+def test_cpu_bound_load_retires_the_threads_blocking_requests_needed(serve: Any) -> None:
+    port, pool = serve(1, 8)
+    assert sleep_concurrently(port, 8, 0.2) == ["slept"] * 8
+    assert pool.size == 8
+    # Eight busy connections keep all eight threads at work (none is idle),
+    # but they only take turns on the CPU.
+    load = subprocess.Popen(
+        [sys.executable, "-c", LOAD_CLIENT, str(port), "8", "10"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: pool.size <= 2, timeout=9)
+        assert load.poll() is None  # still loading
+        bad, done = load.communicate(timeout=30)[0].split("] ")
+        assert bad == "[" and int(done) > 0
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+
+
 def test_blocking_requests_grow_the_pool_to_its_maximum(serve: Any) -> None:
     port, pool = serve(1, 10)
     assert pool.size == 1
