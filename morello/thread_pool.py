@@ -211,7 +211,9 @@ class AdaptiveThreadPool(ThreadPool):
         self._clear_dead_threads()
         size = len(self._threads) - len(self._pending_shutdowns)
         waited, queued = self._waiting(now)
-        if waited > self.grow_after and load < self.cpu_spare_below:
+        # Only while connections still wait: a wait that ended before a quiet
+        # spell (clients not sending) says nothing about that spell's CPU use.
+        if queued and waited > self.grow_after and load < self.cpu_spare_below:
             # Enough to take what is queued, but no more than the CPU feeds,
             # and at most double: the next tick tells whether that helped.
             wanted = min(size + max(queued, 1), self._fill(size, load), size + max(size, 1))
