@@ -30,6 +30,9 @@ def _stream_error(exc: BaseException) -> HTTPError | None:
     # cheroot signals broken chunked framing with ValueError: the client's fault.
     if isinstance(exc, ValueError):
         return HTTPError(400, f"Malformed request body: {exc}")
+    # The client stopped sending, or sent below the server's minimum rate.
+    if isinstance(exc, TimeoutError):
+        return HTTPError(408, "The request body did not arrive in time.")
     return None
 
 

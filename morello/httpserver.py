@@ -29,11 +29,11 @@ from typing import Any
 import cheroot.errors
 import cheroot.server
 import cheroot.wsgi
-from cheroot import connections
 from cheroot.errors import MaxSizeExceeded
 
 from morello.http import framing
 from morello.http.connection import LeanConnection
+from morello.http.gathering import GatheringManager
 from morello.http.response import refusal
 from morello.process.servers import BindAddr, ServerAdapter, format_url
 from morello.thread_pool import AdaptiveThreadPool
@@ -138,8 +138,9 @@ class ProxyModeRequest(cheroot.server.HTTPRequest):
 _ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
-class ConnectionManager(connections.ConnectionManager):
-    """cheroot's connection selector, backing off when accept() runs out of descriptors.
+class ConnectionManager(GatheringManager):
+    """The connection selector (collecting partial requests, :mod:`morello.http.gathering`),
+    backing off when accept() runs out of descriptors.
 
     cheroot retries such an accept() at once, failing and logging a
     traceback each time (over a thousand a second). This one pauses the
@@ -236,6 +237,9 @@ class WSGIServer(cheroot.wsgi.Server):
         self.nodelay = server_adapter.nodelay
         self.max_request_header_size = server_adapter.max_request_header_size or 0
         self.max_request_body_size = server_adapter.max_request_body_size or 0
+        self.request_head_timeout = server_adapter.request_head_timeout or 0
+        self.min_body_rate = server_adapter.min_body_rate or 0
+        self.body_rate_grace = server_adapter.body_rate_grace or 0
         self.ssl_adapter = _ssl_adapter(server_adapter)
         self.stats["Enabled"] = bool(server_adapter.statistics)
 
@@ -385,6 +389,14 @@ class Server(ServerAdapter):
     max_request_header_size: int = 500 * 1024
     #: Largest request body, in bytes (0 or None: no limit).
     max_request_body_size: int = 100 * 1024 * 1024
+    #: Seconds a request head may take to arrive, from its first byte, however
+    #: the client trickles it; then 408 (0 or None: no limit).
+    request_head_timeout: float = 10
+    #: Bytes a second a request body must average once ``body_rate_grace``
+    #: seconds of waiting for it are used up; slower gets 408 (0 or None: no minimum).
+    min_body_rate: float = 500
+    #: Seconds of waiting on a request body allowed before ``min_body_rate`` applies.
+    body_rate_grace: float = 10
     #: A ready-made HTTP server object (or the dotted name of a factory taking
     #: this Server) to use instead of building a :class:`WSGIServer`.
     instance: Any = None

@@ -1,11 +1,13 @@
 """The lean request path: a cheroot connection that reads, parses and answers by itself.
 
-cheroot still accepts the connection, wraps it in TLS, keeps it in its
-keep-alive selector and hands it to a pool thread whenever it is readable;
+cheroot still accepts the connection and wraps it in TLS; its keep-alive
+selector collects the request head (:mod:`morello.http.gathering`) and
+hands the connection to a pool thread once the head is complete;
 :meth:`LeanConnection.communicate`, called on that thread, then
 
-* receives what the client sent into one reused buffer
-  (:class:`~morello.http.reader.SocketReader`);
+* takes what was received from the connection's buffer
+  (:class:`~morello.http.reader.SocketReader`), receiving more there when
+  a body needs it;
 * serves every complete request in it, in order (pipelining): the head is
   parsed by llhttp and checked (:mod:`morello.http.parser`), the environ
   built from it (:mod:`morello.http.environ`), the application called and
@@ -33,7 +35,7 @@ from cheroot.errors import MaxSizeExceeded
 from morello.http.environ import connection_environ, request_environ
 from morello.http.framing import ChunkedBody
 from morello.http.parser import HeadError, HeadParser, RequestHead, Unparsed, checked_head
-from morello.http.reader import HeadTooLarge, SocketReader
+from morello.http.reader import BodyPace, HeadTooLarge, SocketReader
 from morello.http.response import Response, refusal
 
 __all__ = ["LeanConnection"]
@@ -128,6 +130,9 @@ class LeanConnection(cheroot.server.HTTPConnection):
         if req.expect_continue:
             # Sent only if the application reads a body that has not come yet.
             reader.interim = f"{server.protocol} 100 Continue\r\n\r\n".encode("ascii")
+        if server.min_body_rate and (req.chunked or req.length > reader.pending):
+            # This thread will wait on the client for the body: not forever.
+            reader.pace = BodyPace(server.min_body_rate, server.body_rate_grace, reader.pending)
         self._body, self._req = body, req
         if self._base_environ is None:
             self._base_environ = connection_environ(self)
@@ -137,6 +142,11 @@ class LeanConnection(cheroot.server.HTTPConnection):
         )
         try:
             self._run_app(environ, response)
+        except TimeoutError:
+            # The body stopped coming, or came below the minimum rate.
+            if not response.head_sent:
+                self._refuse("408 Request Timeout")
+            return False
         except OSError as exc:
             if self._socket_error(exc) and not response.head_sent:
                 self._refuse("500 Internal Server Error")
@@ -156,7 +166,7 @@ class LeanConnection(cheroot.server.HTTPConnection):
                 self._refuse("500 Internal Server Error")
             return False
         finally:
-            reader.interim = None
+            reader.interim = reader.pace = None
             self._body = self._req = None
         return not response.close and _consumed(body)
 
@@ -219,7 +229,7 @@ class LeanConnection(cheroot.server.HTTPConnection):
             else:
                 while body.remaining and body.read(min(body.remaining, DRAIN_SIZE)):
                     pass
-        except (ValueError, MaxSizeExceeded):  # malformed, or too large
+        except (ValueError, MaxSizeExceeded, TimeoutError):  # malformed, too large or too slow
             response.close = True
         if not _consumed(body):
             response.close = True

@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 
-__all__ = ["HeadTooLarge", "SocketReader"]
+__all__ = ["BodyPace", "BodyTooSlow", "HeadTooLarge", "SocketReader"]
 
 #: Bytes asked of the socket per receive.
 RECV_SIZE = 65536
@@ -38,6 +39,46 @@ class HeadTooLarge(Exception):
         self.in_request_line = in_request_line
 
 
+class BodyTooSlow(TimeoutError):
+    """The client sends its request body slower than the server's minimum rate."""
+
+
+class BodyPace:
+    """How long a thread may still wait for a client's body bytes.
+
+    ``grace`` seconds, plus ``1 / rate`` seconds for every byte received:
+    a client that averages at least ``rate`` bytes a second (after the
+    grace) never runs out. Only the time spent waiting on the client counts,
+    not the time the application takes between reads.
+    """
+
+    def __init__(self, rate: float, grace: float, received: int = 0) -> None:
+        self.rate = rate
+        self.allowance = grace + received / rate
+
+    def receive(self, sock: socket.socket, view: memoryview) -> int:
+        """``sock.recv_into(view)``, waiting no longer than the allowance left."""
+        if self.allowance <= 0:
+            raise BodyTooSlow("request body below the minimum rate")
+        timeout = sock.gettimeout()
+        shortened = timeout is None or self.allowance < timeout
+        if shortened:
+            sock.settimeout(self.allowance)
+        started = time.monotonic()
+        try:
+            count = sock.recv_into(view)
+        except TimeoutError:
+            if shortened:
+                raise BodyTooSlow("request body below the minimum rate") from None
+            raise
+        finally:
+            self.allowance -= time.monotonic() - started
+            if shortened:
+                sock.settimeout(timeout)
+        self.allowance += count / self.rate
+        return count
+
+
 class SocketReader:
     """The bytes received on one connection and not consumed yet.
 
@@ -55,16 +96,25 @@ class SocketReader:
         self._scanned = 0  # data[:_scanned] holds no end of head
         #: Sent before the next receive, then forgotten (``100 Continue``).
         self.interim: bytes | None = None
+        #: While a thread reads a request body: the minimum rate it must come at.
+        self.pace: BodyPace | None = None
 
     def fill(self) -> int:
-        """Receive once (waiting up to the socket's timeout); return the byte count, 0 at EOF."""
+        """Receive once (waiting up to the socket's timeout); return the byte count, 0 at EOF.
+
+        On a non-blocking socket, raises what its ``recv_into`` raises when
+        nothing has come (``BlockingIOError``, ``ssl.SSLWantReadError``).
+        """
         if self.interim is not None:
             self.sock.sendall(self.interim)
             self.interim = None
         view = getattr(_receiving, "view", None)
         if view is None:
             view = _receiving.view = memoryview(bytearray(RECV_SIZE))
-        count = self.sock.recv_into(view)
+        if self.pace is None:
+            count = self.sock.recv_into(view)
+        else:
+            count = self.pace.receive(self.sock, view)
         if count:
             if self.pos:
                 del self.data[: self.pos]
@@ -78,11 +128,11 @@ class SocketReader:
         """How many received bytes are not consumed yet."""
         return len(self.data) - self.pos
 
-    def take_head(self, limit: int) -> bytes | None:
-        """Cut the next complete head (request line and fields, with the blank line) off the front.
+    def head_end(self, limit: int) -> int | None:
+        """Where the next complete head ends in :attr:`data` (after its blank line), or None.
 
-        A head with a bare LF is cut at once, whole or not, to be refused.
-        Returns None while the head is incomplete; raises
+        A head with a bare LF counts as complete at once, whole or not, to be
+        refused. Returns None while the head is incomplete; raises
         :class:`HeadTooLarge` once more than ``limit`` bytes (0: no limit)
         are received without an end of head.
         """
@@ -103,7 +153,17 @@ class SocketReader:
         end += 4
         if limit and end - pos > limit:
             raise HeadTooLarge(data.find(b"\n", pos, pos + limit) < 0)
-        head = bytes(data[pos:end])
+        return end
+
+    def take_head(self, limit: int) -> bytes | None:
+        """Cut the next complete head (request line and fields, with the blank line) off the front.
+
+        None while it is incomplete; see :meth:`head_end`.
+        """
+        end = self.head_end(limit)
+        if end is None:
+            return None
+        head = bytes(self.data[self.pos : end])
         self.pos = self._scanned = end
         return head
 

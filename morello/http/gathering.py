@@ -1,0 +1,234 @@
+"""Requests collected on the selector thread, so that no pool thread waits on a slow client.
+
+cheroot's connection manager hands a connection to a pool thread as soon
+as its socket is readable, and the thread then waits on the client for the
+rest of the request: a client trickling its request a few bytes at a time
+holds a thread for as long as it likes, and a handful of them stop a pool.
+
+:class:`GatheringManager` receives on the selector thread instead. Each
+time a lean connection (:mod:`morello.http.connection`) is readable, it
+does one non-blocking receive into the connection's buffer and looks for
+the end of the head. A pool thread gets the connection only once the head
+is complete, with its body when a ``Content-Length`` of at most
+:data:`SMALL_BODY` bytes announces one; the thread parses and checks the
+head as if it had received it itself. A head over the size limit, or with
+a bare LF, goes to a thread at once, to be refused. A client that closes
+its end mid-request goes to a thread too (which answers or closes, as it
+would have); one that closes between requests is closed here.
+
+A request waiting here gets a ``408 Request Timeout`` (written without
+blocking: a client that does not read it loses it) and is closed when
+
+* its head is not complete ``request_head_timeout`` seconds after its
+  first byte came, however it trickles;
+* its small body comes slower than ``min_body_rate`` bytes a second, after
+  ``body_rate_grace`` seconds (the rule threads apply to larger bodies,
+  :class:`~morello.http.reader.BodyPace`);
+* or the client sends nothing for ``socket_timeout`` seconds.
+
+TLS connections take part too: a receive that finds only part of a TLS
+record raises ``SSLWantReadError``, which means "nothing yet" here. The
+TLS handshake itself still happens where cheroot does it, when accepting.
+Connections off the lean path (pyOpenSSL's) keep cheroot's behaviour.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import selectors
+import ssl
+import time
+from typing import Any
+
+from cheroot import connections
+
+from morello.http.reader import HeadTooLarge
+from morello.http.response import refusal
+
+__all__ = ["SMALL_BODY", "GatheringManager", "small_body_length"]
+
+#: Largest body collected with its head before a thread takes the request.
+SMALL_BODY = 65536
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,7})[ \t]*(?=\r\n)", re.I)
+#: Fields that mean the body need not follow the head at once (chunked, 100-continue).
+_BODY_HELD_BACK = re.compile(rb"\r\n(?:transfer-encoding|expect)[ \t]*:", re.I)
+
+#: What a non-blocking receive raises when nothing (or no whole TLS record) has come.
+_NOTHING_YET = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def small_body_length(data: bytes | bytearray, start: int, end: int, largest: int) -> int:
+    """How many body bytes to collect after the head ``data[start:end]``.
+
+    Its ``Content-Length`` when that is the only one, at most ``largest``,
+    and nothing holds the body back; otherwise 0: a thread reads the body,
+    or refuses the head.
+    """
+    lengths = _CONTENT_LENGTH.findall(data, start, end)
+    if len(lengths) != 1 or _BODY_HELD_BACK.search(data, start, end):
+        return 0
+    length = int(lengths[0])
+    return length if length <= largest else 0
+
+
+def _gathers(conn: Any) -> bool:
+    return getattr(conn, "is_lean", False)
+
+
+class GatheringManager(connections.ConnectionManager):
+    """cheroot's keep-alive selector, also collecting partial requests (see the module)."""
+
+    def __init__(self, server: Any) -> None:
+        super().__init__(server)
+        #: Registered connections with a request begun: ``(when it is overdue
+        #: on the monotonic clock, whether its head is complete)``. Selector thread only.
+        self._due: dict[Any, tuple[float, bool]] = {}
+
+    @property
+    def can_add_keepalive_connection(self) -> bool:
+        """Whether another idle connection may be kept (those mid-request do not count)."""
+        limit = self.server.keep_alive_conn_limit
+        return limit is None or self._num_connections - len(self._due) < limit
+
+    def put(self, conn: Any) -> None:
+        """Take back a connection between requests (or with part of the next one received)."""
+        if not _gathers(conn):
+            super().put(conn)
+            return
+        conn.last_used = time.time()
+        if conn.rfile.has_data():
+            # Decrypted TLS bytes wait, which select() cannot see.
+            self.server.process_conn(conn)
+            return
+        conn.socket.settimeout(0)
+        self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
+
+    def _run(self, expiration_interval: float) -> None:
+        checked = time.time()
+        while not self._stop_requested:
+            try:
+                ready = list(self._selector.select(timeout=expiration_interval))
+            except OSError:
+                self._remove_invalid_sockets()
+                continue
+            for fd, conn in ready:
+                if conn is self.server:
+                    accepted = self._from_server_socket(self.server.socket)
+                    if accepted is not None:
+                        self._admit(accepted)
+                elif _gathers(conn):
+                    self._receive(conn, registered=True)
+                else:
+                    self._selector.unregister(fd)
+                    self.server.process_conn(conn)
+            now = time.time()
+            if now - checked > expiration_interval:
+                self._expire(threshold=now - self.server.timeout)
+                checked = now
+
+    def _admit(self, conn: Any) -> None:
+        """A new connection: read what already came, then wait for the rest here."""
+        if not _gathers(conn):
+            self.server.process_conn(conn)
+            return
+        conn.last_used = time.time()
+        conn.socket.settimeout(0)
+        self._receive(conn, registered=False)
+
+    def _receive(self, conn: Any, registered: bool) -> None:
+        """One receive without waiting; hand the connection on once its request is complete."""
+        reader = conn.rfile
+        try:
+            count = reader.fill()
+            while count and reader.has_data():  # the rest of a TLS record, already decrypted
+                count = reader.fill()
+        except _NOTHING_YET:
+            count = None
+        except OSError:
+            count = 0  # reset: as good as closed
+        if count == 0:
+            if reader.pending:
+                self._hand_over(conn, registered)  # the thread answers, or closes
+            else:
+                self._drop(conn, registered)
+            return
+        if count is not None:
+            conn.last_used = time.time()
+            if self._complete(conn):
+                self._hand_over(conn, registered)
+                return
+        if not registered:
+            self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
+
+    def _complete(self, conn: Any) -> bool:
+        """Whether a thread has work on ``conn``; starts the request's clocks if not."""
+        reader, server = conn.rfile, self.server
+        try:
+            end = reader.head_end(server.max_request_header_size)
+        except HeadTooLarge:
+            return True
+        now = time.monotonic()
+        if end is None:
+            if reader.pending and conn not in self._due:
+                limit = server.request_head_timeout
+                self._due[conn] = (now + limit if limit else math.inf, False)
+            return False
+        largest = min(SMALL_BODY, server.max_request_body_size or SMALL_BODY)
+        length = small_body_length(reader.data, reader.pos, end, largest)
+        if len(reader.data) - end >= length:
+            return True
+        due = self._due.get(conn)
+        if due is None or not due[1]:
+            rate = server.min_body_rate
+            self._due[conn] = (
+                now + server.body_rate_grace + length / rate if rate else math.inf,
+                True,
+            )
+        return False
+
+    def _hand_over(self, conn: Any, registered: bool) -> None:
+        if registered:
+            self._selector.unregister(conn.socket.fileno())
+        self._due.pop(conn, None)
+        conn.socket.settimeout(self.server.timeout)
+        self.server.process_conn(conn)
+
+    def _drop(self, conn: Any, registered: bool) -> None:
+        if registered:
+            self._selector.unregister(conn.socket.fileno())
+        self._due.pop(conn, None)
+        conn.close()
+
+    def _expire(self, threshold: float) -> None:
+        """Close connections idle since before ``threshold``; time out overdue requests.
+
+        A request begun is judged by its own clocks and ``socket_timeout``,
+        whatever ``threshold`` (which draining may bring forward) says.
+        """
+        now, silent_since = time.monotonic(), time.time() - self.server.timeout
+        kept = {}
+        for fd, conn in list(self._selector.connections):
+            if conn is self.server:
+                continue
+            if _gathers(conn) and conn.rfile.pending:
+                due = self._due.get(conn, (math.inf, False))[0]
+                if conn.last_used >= silent_since and due > now:
+                    kept[conn] = fd
+                    continue
+                self._selector.unregister(fd)
+                self._time_out(conn)
+            elif conn.last_used < threshold:
+                self._selector.unregister(fd)
+                conn.close()
+            else:
+                kept[conn] = fd
+        self._due = {conn: due for conn, due in self._due.items() if conn in kept}
+
+    def _time_out(self, conn: Any) -> None:
+        try:
+            conn.socket.send(refusal(self.server.protocol, "408 Request Timeout"))
+        except OSError:
+            pass  # a client that does not read does not learn why
+        conn.close()
