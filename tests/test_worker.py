@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import os
 import resource
 import select
@@ -37,6 +38,8 @@ from morello.worker import (
 from morello.worker.stats import RequestStats, StatsMiddleware
 
 import morello
+from morello.http.native import NativeRequest, Peer
+from morello.http.parser import HeadParser
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="worker processes are tested on Linux"
@@ -447,6 +450,21 @@ def test_sigterm_while_booting_exits_at_once(listener, spawn):
     assert "ready" not in worker.types()
 
 
+def test_only_the_main_thread_takes_signals_while_booting(listener, spawn):
+    """Helper threads block signals, so SIGTERM interrupts the main thread's slow import."""
+    worker = spawn([listener], "worker_apps_slow_import:root")
+    assert worker.wait_for("booting")
+    sigterm = 1 << (signal.SIGTERM - 1)
+    blocked = {}
+    for task in os.listdir(f"/proc/{worker.pid}/task"):
+        with open(f"/proc/{worker.pid}/task/{task}/status") as status:
+            fields = dict(line.split(":\t", 1) for line in status if ":\t" in line)
+        blocked[int(task)] = bool(int(fields["SigBlk"], 16) & sigterm)
+    assert len(blocked) > 1, blocked
+    main = blocked.pop(worker.pid)
+    assert not main and all(blocked.values()), (main, blocked)
+
+
 def test_what_the_master_left_behind_is_reset(listener, spawn, tmp_path):
     """Inherited handlers, wakeup fd and ignored signals do not leak into the worker."""
     wakeup_reader, wakeup_writer = os.pipe()
@@ -855,3 +873,52 @@ def test_stats_latency_buckets_and_overflow():
     assert sum(buckets) == snapshot["latency_count"] == 2
     assert 60.3 <= snapshot["latency_sum"] < 61
     assert snapshot["status"] == {"1xx": 0, "2xx": 1, "3xx": 1, "4xx": 0, "5xx": 0}
+
+
+def test_stats_counts_of_many_threads_add_up_exactly():
+    stats = RequestStats()
+    threads, each = 8, 2000
+
+    def serve() -> None:
+        thread_id = threading.get_ident()
+        for _ in range(each):
+            started = time.monotonic()
+            stats.begin(thread_id, started, {})
+            stats.end(thread_id, started, "200 OK")
+
+    workers = [threading.Thread(target=serve) for _ in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(30)
+    snapshot = stats.snapshot()  # the threads are gone: their counts stay
+    assert snapshot["requests"] == stats.requests == threads * each
+    assert snapshot["latency_count"] == snapshot["status"]["2xx"] == threads * each
+    assert snapshot["in_flight"] == 0
+
+
+def test_stats_middleware_serves_natively_when_the_application_does():
+    stats = RequestStats()
+    assert not hasattr(StatsMiddleware(lambda environ, start: [], stats), "serve_native")
+
+    class Native:
+        def __call__(self, environ, start_response):
+            raise AssertionError("served with an environ")
+
+        def serve_native(self, request, start_response):
+            (active,) = stats.active()
+            seen.append((active.method, active.path))
+            start_response("404 Not Found", [])
+            return [b"gone"]
+
+    seen: list[tuple[str, str]] = []
+    middleware = StatsMiddleware(Native(), stats)
+    head = HeadParser(True).parse(b"PUT /a/b?c HTTP/1.1\r\nHost: x\r\n\r\n", 0)
+    peer = Peer({"SERVER_NAME": "x", "SERVER_PORT": "80", "REMOTE_ADDR": "", "REMOTE_PORT": ""})
+    request = NativeRequest(peer, head, io.BytesIO(), "http")
+    response = middleware.serve_native(request, lambda status, headers, exc_info=None: None)
+    assert list(response) == [b"gone"]
+    response.close()
+    assert seen == [("PUT", "/a/b")]
+    snapshot = stats.snapshot()
+    assert (snapshot["requests"], snapshot["status"]["4xx"], snapshot["in_flight"]) == (1, 1, 0)

@@ -114,12 +114,13 @@ class Worker:
 
     def _take_over_process(self) -> None:
         """Make the forked process a worker: signals, master watch, title."""
-        # The master forks with every signal blocked: one sent to us meanwhile
-        # (SIGTERM from a quick HUP) waits until our own handlers can take it.
+        # The master forks with every signal blocked (so is any fork that calls
+        # us, from here on): one sent to us meanwhile (SIGTERM from a quick HUP)
+        # waits until our own handlers can take it.
+        signal_handling.block_all()
         signal_handling.reset_inherited()
         threading.Thread(target=self._exit_thread, name="morello worker exit", daemon=True).start()
         self._install_signal_handlers()
-        signal_handling.unblock_all()
         signal_handling.die_with_parent(signal.SIGTERM)
         # The master may have died between fork() and prctl(): then no signal
         # comes, and our parent is already init (or a subreaper).
@@ -129,6 +130,11 @@ class Worker:
         watch = threading.Thread(target=self._watch_master, name="morello master watch")
         watch.daemon = True
         watch.start()
+        # Only now, so that our helper threads keep every signal blocked: the
+        # kernel then always wakes the main thread, which runs Python's handlers.
+        # A signal taken by another thread would wait until the main thread's
+        # current call (a slow import, say) returned.
+        signal_handling.unblock_all()
         try:
             import setproctitle
 

@@ -47,6 +47,12 @@ def reset_inherited() -> None:
             continue  # real-time signals reserved by the C library, and the like
 
 
+def block_all() -> None:
+    """Block every signal in this thread, and in the threads it starts from now on."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+
+
 def unblock_all() -> None:
     """Unblock every signal in this thread; pending ones are delivered now."""
     if hasattr(signal, "pthread_sigmask"):
