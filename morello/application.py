@@ -13,6 +13,7 @@ from typing import Any
 import morello
 from morello import configuration
 from morello.gateway import WSGIPipeline
+from morello.http.native import NativeRequest, native_server
 from morello.http_request import Request
 from morello.http_response import Response
 from morello.lib.httputil import Host, urljoin
@@ -115,6 +116,15 @@ class Application:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         return self.wsgiapp(environ, start_response)
 
+    def serve_native(self, native: NativeRequest, start_response: Callable[..., Any]) -> Any:
+        """Serve a request the server hands over without a WSGI environ (the native gateway)."""
+        wsgiapp = self.wsgiapp
+        if type(self).__call__ is not Application.__call__ or not isinstance(
+            wsgiapp, WSGIPipeline
+        ):
+            return self(native.environ(), start_response)  # replaced: only WSGI is known
+        return wsgiapp.serve_native(native, start_response)
+
 
 class Tree:
     """Script name -> application; the WSGI app the HTTP server serves."""
@@ -178,3 +188,23 @@ class Tree:
             environ["SCRIPT_NAME"] = script_name
             environ["PATH_INFO"] = inner_path_info
         return app(environ, start_response)
+
+    def serve_native(self, native: NativeRequest, start_response: Callable[..., Any]) -> Any:
+        """Serve a request the server hands over without a WSGI environ.
+
+        Applications offering ``serve_native`` get it as it is; grafted WSGI
+        callables get its environ.
+        """
+        if type(self).__call__ is not Tree.__call__:
+            return self(native.environ(), start_response)
+        path = urljoin(native.path_info)  # the server's SCRIPT_NAME is ''
+        script_name = self.script_name(path)
+        if script_name is None:
+            start_response("404 Not Found", [])
+            return []
+        app = self.apps[script_name]
+        native.mount(script_name, path[len(script_name.rstrip("/")) :])
+        serve = native_server(app)
+        if serve is None:
+            return app(native.environ(), start_response)
+        return serve(native, start_response)

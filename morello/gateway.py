@@ -1,9 +1,13 @@
-"""The WSGI side of an application: environ in, morello request run, WSGI out.
+"""The server side of an application: a request in, morello request run, WSGI out.
 
 :class:`WSGIPipeline` is what ``Application.__call__`` runs: the configured
 middleware (``wsgi.pipeline``) around :class:`AppResponse`, which builds a
 :class:`~morello.http_request.Request` from the environ and returns the
-response body.
+response body. :meth:`WSGIPipeline.serve_native` is the native gateway: it
+builds the request from the server's parsed head
+(:class:`~morello.http.native.NativeRequest`) with
+:class:`NativeAppResponse`, doing what the default middleware does, and
+builds a WSGI environ only when something asks for one.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from morello.errors import InternalRedirect, bare_error, format_exc
+from morello.http.native import NativeRequest
 from morello.lib.httputil import Host, urljoin
 from morello.serving import serving
 
@@ -57,8 +62,11 @@ class AppResponse:
     def __init__(
         self, environ: dict[str, Any], start_response: Callable[..., Any], app: Any
     ) -> None:
-        self.app = app
         self.environ = environ
+        self._respond(start_response, app)
+
+    def _respond(self, start_response: Callable[..., Any], app: Any) -> None:
+        self.app = app
         self.start_response = start_response
         try:
             self.run()
@@ -138,18 +146,72 @@ class AppResponse:
         WSGI servers hand them over as latin-1 text; real URLs are UTF-8.
         Bytes that do not decode are left as they are.
         """
-        if path.isascii() and query_string.isascii():
-            return path, query_string
-        old = self.environ.get("wsgi.url_encoding", "ISO-8859-1")
-        new = self.app.find_config(
-            self.environ.get("PATH_INFO", ""), "request.uri_encoding", "utf-8"
+        return recode_path_qs(
+            self.app,
+            self.environ.get("PATH_INFO", ""),
+            path,
+            query_string,
+            self.environ.get("wsgi.url_encoding", "ISO-8859-1"),
         )
-        if new.lower() == old.lower():
-            return path, query_string
-        try:
-            return path.encode(old).decode(new), query_string.encode(old).decode(new)
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            return path, query_string
+
+
+def recode_path_qs(
+    app: Any, path_info: str, path: str, query_string: str, old: str = "ISO-8859-1"
+) -> tuple[str, str]:
+    """``path`` and ``query_string``, decoded from ``old`` text with ``request.uri_encoding``.
+
+    The encoding is the one configured for ``path_info`` in ``app``.
+    """
+    if path.isascii() and query_string.isascii():
+        return path, query_string
+    new = app.find_config(path_info, "request.uri_encoding", "utf-8")
+    if new.lower() == old.lower():
+        return path, query_string
+    try:
+        return path.encode(old).decode(new), query_string.encode(old).decode(new)
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return path, query_string
+
+
+class NativeAppResponse(AppResponse):
+    """:class:`AppResponse` for a request the server hands over natively (no environ)."""
+
+    def __init__(
+        self, native: NativeRequest, start_response: Callable[..., Any], app: Any
+    ) -> None:
+        self.native = native
+        self._respond(start_response, app)
+
+    def run(self) -> None:
+        """Build the request from the parsed head and run it (as :meth:`AppResponse.run`)."""
+        native = self.native
+        peer = native.peer
+        head = native.head
+        request, _response = self.app.get_serving(
+            Host("", peer.local_port, peer.local_name),
+            Host(peer.remote_addr, peer.remote_port, ""),
+            native.scheme,
+            peer.environ["ACTUAL_SERVER_PROTOCOL"],
+        )
+        request.login = peer.login
+        request.multithread = peer.environ["wsgi.multithread"]
+        request.multiprocess = peer.environ["wsgi.multiprocess"]
+        # request.wsgi_environ is built from it if someone asks.
+        request.native_request = native
+        path, query_string = recode_path_qs(
+            self.app,
+            native.path_info,
+            urljoin(native.script_name, native.path_info),
+            head.query.decode("latin-1"),
+        )
+        request.run(
+            head.method.decode("latin-1"),
+            path,
+            query_string,
+            head.protocol,
+            native.header_list(),
+            native.body,
+        )
 
 
 class ExceptionTrapper:
@@ -169,15 +231,20 @@ class ExceptionTrapper:
         except self.throws:
             raise
         except Exception:
-            from morello import config, log
+            return trapped_error(start_response)
 
-            tb = format_exc()
-            log(tb, severity=40)
-            # The request is gone by now: the global setting decides.
-            show = config.get("request.show_tracebacks", True)
-            status, headers, body = bare_error(tb if show else "")
-            start_response(status, headers)
-            return body
+
+def trapped_error(start_response: Callable[..., Any]) -> list[bytes]:
+    """Log the exception being handled and answer a bare 500 (see :class:`ExceptionTrapper`)."""
+    from morello import config, log
+
+    tb = format_exc()
+    log(tb, severity=40)
+    # The request is gone by now: the global setting decides.
+    show = config.get("request.show_tracebacks", True)
+    status, headers, body = bare_error(tb if show else "")
+    start_response(status, headers)
+    return body
 
 
 class InternalRedirector:
@@ -192,32 +259,53 @@ class InternalRedirector:
         self.recursive = recursive
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        visited = []
+        return self._serve(environ, start_response, [])
+
+    def follow(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        redirect: InternalRedirect,
+    ) -> Any:
+        """Serve ``redirect``, raised by the request of ``environ`` served some other way."""
+        visited: list[str] = []
+        return self._serve(self._redirected(environ, redirect, visited), start_response, visited)
+
+    def _serve(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], visited: list[str]
+    ) -> Any:
         while True:
             try:
                 return self.nextapp(environ, start_response)
             except InternalRedirect as redirect:
-                environ = environ.copy()
-                script_name = environ.get("SCRIPT_NAME", "")
-                old_uri = script_name + environ.get("PATH_INFO", "")
-                if environ.get("QUERY_STRING"):
-                    old_uri += "?" + environ["QUERY_STRING"]
-                visited.append(old_uri)
-                if not self.recursive:
-                    new_uri = script_name + redirect.path
-                    if redirect.query_string:
-                        new_uri += "?" + redirect.query_string
-                    if new_uri in visited:
-                        redirect.request.close()
-                        raise RuntimeError(
-                            f"InternalRedirector visited the same URL twice: {new_uri!r}"
-                        ) from None
-                environ["REQUEST_METHOD"] = "GET"
-                environ["PATH_INFO"] = redirect.path
-                environ["QUERY_STRING"] = redirect.query_string
-                environ["wsgi.input"] = io.BytesIO()
-                environ["CONTENT_LENGTH"] = "0"
-                environ["morello.previous_request"] = redirect.request
+                environ = self._redirected(environ, redirect, visited)
+
+    def _redirected(
+        self, environ: dict[str, Any], redirect: InternalRedirect, visited: list[str]
+    ) -> dict[str, Any]:
+        """The environ of the request ``redirect`` asks for (``visited`` notes the old URL)."""
+        environ = environ.copy()
+        script_name = environ.get("SCRIPT_NAME", "")
+        old_uri = script_name + environ.get("PATH_INFO", "")
+        if environ.get("QUERY_STRING"):
+            old_uri += "?" + environ["QUERY_STRING"]
+        visited.append(old_uri)
+        if not self.recursive:
+            new_uri = script_name + redirect.path
+            if redirect.query_string:
+                new_uri += "?" + redirect.query_string
+            if new_uri in visited:
+                redirect.request.close()
+                raise RuntimeError(
+                    f"InternalRedirector visited the same URL twice: {new_uri!r}"
+                ) from None
+        environ["REQUEST_METHOD"] = "GET"
+        environ["PATH_INFO"] = redirect.path
+        environ["QUERY_STRING"] = redirect.query_string
+        environ["wsgi.input"] = io.BytesIO()
+        environ["CONTENT_LENGTH"] = "0"
+        environ["morello.previous_request"] = redirect.request
+        return environ
 
 
 class WSGIPipeline:
@@ -234,6 +322,9 @@ class WSGIPipeline:
     ]
     head: WSGIApp | None = None
     response_class: type[AppResponse] = AppResponse
+    #: The redirector :meth:`serve_native` follows redirects with, when the
+    #: pipeline is the default one (None: it serves through the WSGI pipeline).
+    native_redirector: InternalRedirector | None = None
 
     def __init__(
         self, app: Any, pipeline: list[tuple[str, Callable[..., WSGIApp]]] | None = None
@@ -263,11 +354,42 @@ class WSGIPipeline:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         head = self.head
         if head is None:
-            head = self.tail
-            for name, factory in reversed(self.pipeline):
-                head = factory(head, **self.config.get(name, {}))
-            self.head = head
+            head = self._build()
         return head(environ, start_response)
+
+    def _build(self) -> WSGIApp:
+        """Chain the middleware (on the first request, once the config is known)."""
+        head = self.tail
+        for name, factory in reversed(self.pipeline):
+            head = factory(head, **self.config.get(name, {}))
+        default = (
+            self.pipeline == WSGIPipeline.pipeline
+            and not self.config
+            and self.response_class is AppResponse
+        )
+        self.native_redirector = InternalRedirector(self.tail) if default else None
+        self.head = head
+        return head
+
+    def serve_native(self, native: NativeRequest, start_response: Callable[..., Any]) -> Any:
+        """Serve a request the server hands over natively.
+
+        With the default middleware, this does what it does (trap errors,
+        follow internal redirects) around :class:`NativeAppResponse`; a
+        configured pipeline gets the request's WSGI environ instead.
+        """
+        if self.head is None:
+            self._build()
+        redirector = self.native_redirector
+        if redirector is None:
+            return self(native.environ(), start_response)
+        try:
+            try:
+                return NativeAppResponse(native, start_response, self.app)
+            except InternalRedirect as redirect:
+                return redirector.follow(native.environ(), start_response, redirect)
+        except Exception:
+            return trapped_error(start_response)
 
 
 #: CherryPy's name for :class:`WSGIPipeline`.

@@ -68,6 +68,20 @@ class _LazyBody:
         return body
 
 
+class _LazyEnviron:
+    """``request.wsgi_environ``: for a request served natively, built on first use."""
+
+    empty: dict[str, Any] = {}
+
+    def __get__(self, request: Any, owner: Any = None) -> dict[str, Any]:
+        native = None if request is None else request.__dict__.get("native_request")
+        if native is None:
+            return self.empty
+        environ = native.environ()
+        request.__dict__["wsgi_environ"] = environ
+        return environ
+
+
 def _default_error_response() -> None:
     HTTPError(500).set_response()
 
@@ -86,7 +100,10 @@ class Request:
     scheme = "http"
     server_protocol = "HTTP/1.1"
     base = ""
-    wsgi_environ: dict[str, Any] = {}
+    wsgi_environ: dict[str, Any] = _LazyEnviron()  # type: ignore[assignment]
+    #: The server's parsed request (:class:`~morello.http.native.NativeRequest`)
+    #: when it was handed over without an environ.
+    native_request: Any = None
     multithread = True
     multiprocess = False
 

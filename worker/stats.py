@@ -5,14 +5,22 @@ a latency histogram) and the requests running right now, per thread, which
 the heartbeat reports and the request watchdog inspects.
 :class:`StatsMiddleware` feeds it from every request.
 
-This sits on every request, so the bookkeeping is two short critical
-sections on one lock (start, end) touching a few integers; everything that
-has to build dictionaries or lists happens in :meth:`RequestStats.snapshot`,
-on the heartbeat thread.
+This sits on every request, so it takes no lock: each request thread
+counts into its own :class:`_Counters`, which no other thread writes, and
+the heartbeat thread sums them in :meth:`RequestStats.snapshot`. A sum
+taken while a thread is between two of its increments may count that one
+request in some fields and not yet in others; the next heartbeat is exact
+(the counters are cumulative), and no increment is ever lost, which a
+shared counter updated without a lock could not promise. The running
+requests are one dict keyed by thread id: each thread sets and pops its own
+key, single dict operations that the GIL keeps whole, and readers copy it
+in one call. Everything that builds dictionaries or lists happens on the
+heartbeat thread.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from bisect import bisect_left
@@ -21,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from morello.master.channel import LATENCY_BUCKETS, STATUS_CLASSES
+
+from morello.http.native import NativeRequest, native_server
 
 WSGIApp = Callable[..., Any]
 
@@ -44,49 +54,66 @@ class ActiveRequest:
         return time.monotonic() - self.started
 
 
-class RequestStats:
-    """Thread-safe request counters of one worker process."""
+class _Counters:
+    """The counts of the requests one thread has finished (written by that thread only)."""
+
+    __slots__ = ("latency", "latency_sum", "requests", "status")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self.requests = 0
-        self._status = [0] * len(STATUS_CLASSES)
+        self.status = [0] * len(STATUS_CLASSES)
         # One bucket per bound in LATENCY_BUCKETS, plus one for slower requests.
-        self._latency = [0] * (len(LATENCY_BUCKETS) + 1)
-        self._latency_sum = 0.0
-        # thread id -> (monotonic start, environ) of the request it serves. The
-        # environ is kept, not copied: method and path are read only when needed.
-        self._active: dict[int, tuple[float, dict[str, Any]]] = {}
+        self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
 
-    def begin(self, thread_id: int, started: float, environ: dict[str, Any]) -> None:
-        """A request started on ``thread_id``."""
-        with self._lock:
-            self._active[thread_id] = (started, environ)
+
+class RequestStats:
+    """Request counters of one worker process, kept per thread without a lock."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        # Every thread's counters, kept after the thread ends (they are cumulative).
+        # Appended to once per thread, under the lock.
+        self._counters: list[_Counters] = []
+        self._lock = threading.Lock()
+        # thread id -> (monotonic start, request) of the request it serves: the
+        # WSGI environ or the server's NativeRequest, kept as it is (method and
+        # path are read only when needed).
+        self._active: dict[int, tuple[float, Any]] = {}
+
+    def begin(self, thread_id: int, started: float, request: Any) -> None:
+        """A request started on ``thread_id`` (``request``: its environ or NativeRequest)."""
+        self._active[thread_id] = (started, request)
 
     def end(self, thread_id: int, started: float, status: str | None) -> None:
         """The request on ``thread_id`` ended (its body sent, or it failed)."""
         elapsed = time.monotonic() - started
-        index = _status_index(status)
-        bucket = bisect_left(LATENCY_BUCKETS, elapsed)
+        try:
+            counters = self._local.counters
+        except AttributeError:
+            counters = self._local.counters = _Counters()
+            with self._lock:
+                self._counters.append(counters)
+        self._active.pop(thread_id, None)
+        counters.status[_status_index(status)] += 1
+        counters.latency[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+        counters.latency_sum += elapsed
+        counters.requests += 1
+
+    @property
+    def requests(self) -> int:
+        """Requests finished so far."""
+        return sum(counters.requests for counters in self._all_counters())
+
+    def _all_counters(self) -> list[_Counters]:
         with self._lock:
-            self._active.pop(thread_id, None)
-            self.requests += 1
-            self._status[index] += 1
-            self._latency[bucket] += 1
-            self._latency_sum += elapsed
+            return list(self._counters)
 
     def active(self) -> list[ActiveRequest]:
         """The requests running now, oldest first."""
-        with self._lock:
-            items = list(self._active.items())
         requests = [
-            ActiveRequest(
-                thread_id,
-                started,
-                str(environ.get("REQUEST_METHOD", "?")),
-                str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", "")),
-            )
-            for thread_id, (started, environ) in items
+            ActiveRequest(thread_id, started, *_method_and_path(request))
+            for thread_id, (started, request) in self._active.copy().items()
         ]
         requests.sort(key=lambda request: request.started)
         return requests
@@ -94,12 +121,16 @@ class RequestStats:
     def snapshot(self) -> dict[str, Any]:
         """The counters, named as in :func:`morello.master.channel.heartbeat_fields`."""
         now = time.monotonic()
-        with self._lock:
-            requests = self.requests
-            status = list(self._status)
-            latency = list(self._latency)
-            latency_sum = self._latency_sum
-            starts = [started for started, _environ in self._active.values()]
+        starts = [started for started, _request in self._active.copy().values()]
+        requests = 0
+        status = [0] * len(STATUS_CLASSES)
+        latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        latency_sum = 0.0
+        for counters in self._all_counters():
+            requests += counters.requests
+            status = [a + b for a, b in zip(status, counters.status, strict=True)]
+            latency = [a + b for a, b in zip(latency, counters.latency, strict=True)]
+            latency_sum += counters.latency_sum
         return {
             "requests": requests,
             "in_flight": len(starts),
@@ -111,6 +142,16 @@ class RequestStats:
             "latency_sum": round(latency_sum, 6),
             "latency_count": sum(latency),
         }
+
+
+def _method_and_path(request: Any) -> tuple[str, str]:
+    """The method and path of a running request, from its environ or NativeRequest."""
+    if isinstance(request, NativeRequest):
+        return request.head.method.decode("latin-1"), request.head.path.decode("latin-1")
+    return (
+        str(request.get("REQUEST_METHOD", "?")),
+        str(request.get("SCRIPT_NAME", "")) + str(request.get("PATH_INFO", "")),
+    )
 
 
 def _status_index(status: str | None) -> int:
@@ -132,14 +173,22 @@ class StatsMiddleware:
     def __init__(self, app: WSGIApp, stats: RequestStats) -> None:
         self.app = app
         self.stats = stats
+        native = native_server(app)
+        if native is not None:
+            # Offered only when the application offers it (the server looks).
+            self.serve_native = functools.partial(self._track, native)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        return self._track(self.app, environ, start_response)
+
+    def _track(self, app: WSGIApp, request: Any, start_response: Callable[..., Any]) -> Any:
+        """Call ``app`` with ``request`` (an environ or a NativeRequest), counting it."""
         thread_id = threading.get_ident()
         started = time.monotonic()
-        self.stats.begin(thread_id, started, environ)
+        self.stats.begin(thread_id, started, request)
         response = _TrackedResponse(self.stats, thread_id, started, start_response)
         try:
-            response.body = self.app(environ, response.start_response)
+            response.body = app(request, response.start_response)
         except BaseException:
             response.status = None  # the server answers 500
             response.close()

@@ -9,9 +9,10 @@ hands the connection to a pool thread once the head is complete;
   (:class:`~morello.http.reader.SocketReader`), receiving more there when
   a body needs it;
 * serves every complete request in it, in order (pipelining): the head is
-  parsed by llhttp and checked (:mod:`morello.http.parser`), the environ
-  built from it (:mod:`morello.http.environ`), the application called and
-  its response sent (:mod:`morello.http.response`);
+  parsed by llhttp and checked (:mod:`morello.http.parser`), handed to
+  the application as it is if it offers that (:mod:`morello.http.native`)
+  or else as a WSGI environ (:mod:`morello.http.environ`), and the
+  response sent (:mod:`morello.http.response`);
 * returns to the selector once no complete request is left, keeping any
   partial one in the buffer for the next time the socket is readable.
 
@@ -34,6 +35,7 @@ from cheroot.errors import MaxSizeExceeded
 
 from morello.http.environ import connection_environ, request_environ
 from morello.http.framing import ChunkedBody
+from morello.http.native import NativeApp, NativeRequest, Peer, native_server
 from morello.http.parser import HeadError, HeadParser, RequestHead, Unparsed, checked_head
 from morello.http.reader import BodyPace, HeadTooLarge, SocketReader
 from morello.http.response import Response, refusal
@@ -61,7 +63,8 @@ class LeanConnection(cheroot.server.HTTPConnection):
             self.rfile.close()  # cheroot's buffered reader: never used on this path
             self.rfile = SocketReader(sock)
             self._heads = HeadParser(server.protocol == "HTTP/1.1")
-            self._base_environ: dict[str, Any] | None = None
+            self._peer: Peer | None = None  # set with _native at the first request
+            self._native: NativeApp | None = None
             self._scheme = "https" if server.ssl_adapter is not None else "http"
             self._body: Any = None
             self._req: RequestHead | None = None
@@ -134,14 +137,11 @@ class LeanConnection(cheroot.server.HTTPConnection):
             # This thread will wait on the client for the body: not forever.
             reader.pace = BodyPace(server.min_body_rate, server.body_rate_grace, reader.pending)
         self._body, self._req = body, req
-        if self._base_environ is None:
-            self._base_environ = connection_environ(self)
-        environ = request_environ(self._base_environ, req, body, self._scheme)
         response = Response(
             self.socket.sendall, server, req.http11, req.method == b"HEAD", req.close, self._settle
         )
         try:
-            self._run_app(environ, response)
+            self._run_app(req, body, response)
         except TimeoutError:
             # The body stopped coming, or came below the minimum rate.
             if not response.head_sent:
@@ -192,8 +192,18 @@ class LeanConnection(cheroot.server.HTTPConnection):
             self.server.max_request_body_size,
         )
 
-    def _run_app(self, environ: dict[str, Any], response: Response) -> None:
-        result = self.server.wsgi_app(environ, response.start_response)
+    def _run_app(self, req: RequestHead, body: Any, response: Response) -> None:
+        """Hand the request to the application: natively if it offers that, else with WSGI."""
+        peer = self._peer
+        if peer is None:
+            peer = self._peer = Peer(connection_environ(self))
+            self._native = native_server(self.server.wsgi_app)
+        if self._native is not None:
+            native = NativeRequest(peer, req, body, self._scheme)
+            result = self._native(native, response.start_response)
+        else:
+            environ = request_environ(peer.environ, req, body, self._scheme)
+            result = self.server.wsgi_app(environ, response.start_response)
         try:
             for chunk in result:
                 if chunk:
