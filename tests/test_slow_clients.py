@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from e2e_support import Conn, build_request, status_of
+from e2e_support import Conn, alive_root, build_request, served, status_of
 from prefork_support import running_master, write_app
 from test_lean_http import echo_app
 from test_server import bus, certificate, make_server  # noqa: F401  (fixtures)
@@ -167,11 +168,9 @@ def test_head_not_complete_in_time_gets_408_and_close(few_threads: Callable[...,
     assert 1 <= took < 3
 
 
-@pytest.mark.parametrize("length", [100, SMALL_BODY * 4])
-def test_body_below_the_minimum_rate_gets_408(few_threads: Callable[..., int], length: int) -> None:
-    """A small body waits in the selector, a large one in a thread: the same rule for both."""
-    port = few_threads(min_body_rate=1000, body_rate_grace=0.5, socket_timeout=30)
-    request = slow_post(0, length)
+def slow_body_answer(port: int, request: bytes, length: int) -> bytes:
+    """Send ``request`` but the last ``length - 10`` body bytes, then one byte every 0.1 s
+    until the server answers; return the answer."""
     with socket.create_connection((HOST, port), timeout=5) as conn:
         conn.sendall(request[: len(request) - length + 10])
         deadline = time.monotonic() + 5
@@ -184,6 +183,35 @@ def test_body_below_the_minimum_rate_gets_408(few_threads: Callable[..., int], l
                 with contextlib.suppress(OSError):
                     conn.sendall(b"b")
     assert received, "no answer within 5s"
+    return received
+
+
+@pytest.mark.parametrize("length", [100, SMALL_BODY * 4])
+def test_body_below_the_minimum_rate_gets_408(few_threads: Callable[..., int], length: int) -> None:
+    """A small body waits in the selector, a large one in a thread: the same rule for both."""
+    port = few_threads(min_body_rate=1000, body_rate_grace=0.5, socket_timeout=30)
+    received = slow_body_answer(port, slow_post(0, length), length)
+    assert status_of(received) == 408 and b"connection: close" in received.lower()
+
+
+def build_form(cp: Any) -> tuple[Any, dict[str, Any]]:
+    class Root(alive_root(cp)):
+        @cp.expose
+        def form(self, **fields: str) -> str:
+            return str(sorted(fields))
+
+    return Root(), {}
+
+
+def test_framework_answers_a_body_below_the_minimum_rate_with_408() -> None:
+    settings = {"server.min_body_rate": 1000, "server.body_rate_grace": 0.5}
+    length = SMALL_BODY * 4
+    request = build_request(
+        "POST", "/form", b"a=" + b"b" * (length - 2),
+        [("Content-Type", "application/x-www-form-urlencoded")],
+    )  # fmt: skip
+    with served(build_form, settings) as port:
+        received = slow_body_answer(port, request, length)
     assert status_of(received) == 408 and b"connection: close" in received.lower()
 
 
