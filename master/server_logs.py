@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 import morello
-from morello.logs import LogManager
+from morello.logs import LogManager, decline_access
 
 from .settings import Settings
 
@@ -70,6 +70,7 @@ def configure(settings: Settings) -> None:
     error.setFormatter(ServerFormatter(LOG_FORMAT))
     error.setLevel(settings.log_level.upper())
     error.addFilter(_not_access)
+    decline_access(error)  # without an access log, access lines are not even formatted
     handlers = [(logging.getLogger(ERROR_LOGGER), error)]
     if settings.access_logfile:
         try:

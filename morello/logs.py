@@ -27,7 +27,14 @@ from typing import Any, TextIO
 from morello.log_files import reopen_handlers
 from morello.serving import serving
 
-__all__ = ["GlobalLogManager", "LogManager", "WSGIErrorHandler", "check_access_format", "logfmt"]
+__all__ = [
+    "GlobalLogManager",
+    "LogManager",
+    "WSGIErrorHandler",
+    "check_access_format",
+    "decline_access",
+    "logfmt",
+]
 
 #: The formatter of the built-in handlers: the message alone (it already
 #: carries its timestamp), plus a traceback when there is one.
@@ -133,6 +140,29 @@ def check_access_format(fmt: str) -> None:
             f"{', '.join(f'{{{name}}}' for name in unknown)}; "
             f"the fields are {{{'}, {'.join(_ATOMS)}}}"
         )
+
+
+def decline_access(handler: logging.Handler) -> logging.Handler:
+    """Mark ``handler`` as one that drops access lines (it filters them out).
+
+    :meth:`LogManager.access` formats no line that only such handlers would
+    see. Returns ``handler``.
+    """
+    handler.declines_access = True  # type: ignore[attr-defined]
+    return handler
+
+
+def _access_heard(log: logging.Logger) -> bool:
+    """Whether an INFO record of ``log`` reaches a handler that may write access lines."""
+    logger: logging.Logger | None = log
+    while logger is not None:
+        for handler in logger.handlers:
+            if not getattr(handler, "declines_access", False):
+                return True
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return False
 
 
 class _ScreenHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -252,10 +282,10 @@ class LogManager:
         The data come from ``serving.request`` and ``serving.response``.
         Non-printable characters, ``"`` and ``\\`` in every atom are escaped
         the way Apache does it. Nothing is formatted when no handler would
-        receive the line.
+        receive the line, or only handlers that drop it (:func:`decline_access`).
         """
         log = self.access_log
-        if not (log.isEnabledFor(logging.INFO) and log.hasHandlers()):
+        if not (log.isEnabledFor(logging.INFO) and _access_heard(log)):
             return
         try:
             line = self._format_access(serving.request, serving.response)

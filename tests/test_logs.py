@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from morello.logs import GlobalLogManager, LogManager, WSGIErrorHandler
+from morello.logs import GlobalLogManager, LogManager, WSGIErrorHandler, decline_access
 from morello.serving import serving
 
 STAMP = r"\[\d\d/(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}:\d\d:\d\d:\d\d\]"
@@ -460,6 +460,29 @@ def test_access_skipped_without_handlers(current, monkeypatch) -> None:
         app.access_log.setLevel(logging.WARNING)
         app.access()
         assert calls == [1]
+
+
+def test_access_skipped_when_the_only_handler_declines_access_lines(current, monkeypatch) -> None:
+    # morello serve's error log hangs on the logger root and filters access
+    # records out: without an access log, no line may be formatted for it.
+    current()
+    calls = []
+    monkeypatch.setattr(
+        LogManager, "_format_access", lambda self, rq, rs: calls.append(1) or "line"
+    )
+    with unheard_root() as name:
+        app = LogManager(appid=6, logger_root=name)
+        errors = decline_access(capture(logging.getLogger(name)))
+        app.access()
+        assert calls == []
+        app.error("still logged")
+        assert len(errors.records) == 1
+
+        # An access handler beside it is heard again.
+        seen = capture(logging.getLogger(f"{name}.access"))
+        app.access()
+        assert calls == [1]
+        assert seen.messages == ["line"]
 
 
 def test_screen_handler_stream_is_bound_at_enable_time(manager: LogManager, monkeypatch) -> None:

@@ -169,3 +169,36 @@ def test_a_daemon_logs_to_its_error_logfile_and_ctl_stops_it(app_dir: Path) -> N
     finally:
         if not process_gone(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+#: Sets up the server's logs as ``settings`` say, then asks an application's
+#: log for an access line, counting the lines formatted.
+COUNT_FORMATTED = """
+import sys
+from morello.logs import LogManager
+from morello.master import server_logs
+from morello.master.settings import Settings
+
+formatted = []
+LogManager._format_access = lambda self, request, response: formatted.append(1) or "line"
+server_logs.configure(Settings(app="app:Root", access_logfile=sys.argv[1] or None))
+LogManager(appid=1).access()
+print(len(formatted))
+"""
+
+
+@pytest.mark.parametrize("access_logfile", ["", "access.log"])
+def test_access_lines_are_formatted_only_for_an_access_log(
+    tmp_path: Path, access_logfile: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", COUNT_FORMATTED, access_logfile],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split() == ["1" if access_logfile else "0"]
+    if access_logfile:
+        assert (tmp_path / access_logfile).read_text() == "line\n"
