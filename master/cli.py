@@ -165,11 +165,11 @@ def serve(argv: Sequence[str]) -> int:
     if print_config:
         print(format_config(settings, sources))
         return 0
-    status = preflight(settings, check_only=check_only)
-    if status is not None:
-        return status
+    checked = preflight(settings, check_only=check_only)
+    if isinstance(checked, int):
+        return checked
     launch = Launch(settings, argv)
-    launch.startup_checked = True
+    launch.checked = checked
     if sources.get("bind", "").startswith("server."):
         launch.bind_origin = sources["bind"]
     return launch.run()

@@ -25,6 +25,7 @@ from . import server_logs
 from . import sockets as listen
 from .arbiter import Arbiter
 from .cli import REEXEC_FROM
+from .preflight import Checked
 from .settings import Settings
 from .workers import Worker
 
@@ -50,8 +51,9 @@ class Launch:
         self.app: Any = app
         self.pidfile_written = False
         self.target_workers = lambda: settings.workers
-        #: Set once :func:`~morello.master.preflight.preflight` showed the start-up warnings.
-        self.startup_checked = False
+        #: What :func:`~morello.master.preflight.preflight` learnt, once it ran
+        #: (it also showed the start-up warnings).
+        self.checked: Checked | None = None
         #: Which config keys gave the bind addresses, when no flag or master.bind did.
         self.bind_origin: str | None = None
 
@@ -94,6 +96,8 @@ class Launch:
         self.write_pidfile()
         setproctitle(settings.master_title)
         arbiter = Arbiter(settings, self.sockets, self.spawn_worker, control, self.remove_pidfile)
+        if self.checked is not None:
+            arbiter.single_process = self.checked.single_process
         self.target_workers = lambda: arbiter.target
         if control is None and settings.control_bind:
             arbiter.open_control = self.open_control
@@ -174,7 +178,7 @@ class Launch:
                 app_name=settings.title_name,
                 master_pid=os.getppid(),
                 # Pre-flight ran the current code, not what a HUP brings later.
-                startup_checked=self.startup_checked and worker.generation == 1,
+                startup_checked=self.checked is not None and worker.generation == 1,
             )
         )
 

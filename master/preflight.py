@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
+import json
 import os
 import select
 import signal
@@ -34,8 +36,20 @@ class PreflightError(ValueError):
     """The app or its config cannot be served; ``str()`` is one line."""
 
 
-def preflight(settings: Settings, *, check_only: bool = False) -> int | None:
-    """Check ``settings`` before serving; the exit status to end with, or None to go on.
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """What the pre-flight check learnt from loading the app."""
+
+    #: What is served, in a few words.
+    description: str
+    #: Where the app keeps state other worker processes cannot see (RAM
+    #: sessions), or None: the master then refuses to scale it above one worker
+    #: from the start, not only once a worker has reported it.
+    single_process: str | None = None
+
+
+def preflight(settings: Settings, *, check_only: bool = False) -> int | Checked:
+    """Check ``settings`` before serving: the exit status to end with, or what was learnt.
 
     With ``check_only`` (``--check-config``) say what would be served and
     return 0 when everything is fine.
@@ -44,17 +58,17 @@ def preflight(settings: Settings, *, check_only: bool = False) -> int | None:
         check_spec(settings.app)
         for bind in settings.bind:
             parse_bind(bind)
-        description = load_in_child(settings)
+        checked = load_in_child(settings)
     except ValueError as exc:
         print(f"morello serve: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_BAD_CONFIG
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
     if check_only:
-        print(f"config OK: {description}; {settings.workers} worker(s) on "
+        print(f"config OK: {checked.description}; {settings.workers} worker(s) on "
               f"{', '.join(settings.bind)}", flush=True)  # fmt: skip
         return 0
-    return None
+    return checked
 
 
 # -- the spec -------------------------------------------------------------------
@@ -146,8 +160,8 @@ def _name(node: ast.AST) -> str | None:
 # -- loading the app in a child -------------------------------------------------------
 
 
-def load_in_child(settings: Settings) -> str:
-    """Load the app as a worker would, in a forked child; describe what it serves.
+def load_in_child(settings: Settings) -> Checked:
+    """Load the app as a worker would, in a forked child; say what it serves.
 
     Raise :class:`PreflightError` with the child's one-line reason (the child
     printed the traceback, if any, itself).
@@ -163,7 +177,7 @@ def load_in_child(settings: Settings) -> str:
     finally:
         os.close(read_end)
     if code == 0:
-        return message
+        return Checked(**json.loads(message))
     if code == EXIT_BAD_CONFIG:
         raise PreflightError(message)
     how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
@@ -196,7 +210,8 @@ def _wait_for_child(pid: int, read_end: int, timeout: float, app: str) -> tuple[
 
 
 def _child(settings: Settings, write_end: int) -> None:  # pragma: no cover - forked
-    """Load the app, write what it is (or why not), and end with 0 or 2."""
+    """Load the app, write what it is as JSON (or why not, as text), and end with 0 or 2."""
+    from morello.sessions.prefork import ram_session_users
     from morello.worker.app_loading import BootError, prepare_app
     from morello.worker.signal_handling import die_with_parent, exit_now
 
@@ -214,7 +229,9 @@ def _child(settings: Settings, write_end: int) -> None:  # pragma: no cover - fo
             app = prepare_app(settings.app, settings.config, settings.workers)
             server_logs.take_over_screen()
             morello.checker()
-            code, message = 0, f"{settings.app} ({describe(app)})"
+            alone = next(iter(ram_session_users(morello.tree)), None)
+            checked = Checked(f"{settings.app} ({describe(app)})", alone)
+            code, message = 0, json.dumps(dataclasses.asdict(checked))
         except BootError as exc:
             if exc.show_traceback and exc.__cause__ is not None:
                 traceback.print_exception(exc.__cause__)

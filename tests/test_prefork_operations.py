@@ -77,6 +77,24 @@ def test_ctl_status_scale_reload_and_stop(app_dir: Path) -> None:
         assert master.wait_exit() == 0
 
 
+def test_scaling_an_app_with_ram_sessions_is_refused_before_a_worker_is_ready(
+    tmp_path: Path,
+) -> None:
+    # The worker takes seconds to start; the pre-flight check already knows.
+    write_app(tmp_path, extra="import time\nmorello.engine.subscribe('start', "
+                              "lambda: time.sleep(3))\n")  # fmt: skip
+    (tmp_path / "site.conf").write_text("[/]\ntools.sessions.on = True\n")
+    master = MasterProcess(tmp_path, "-c", "site.conf", workers=1).start()
+    try:
+        wait_for(lambda: os.path.exists(master.control_path), what="the control endpoint")
+        assert master.status()["workers"][0]["state"] == "booting"
+        code, body = master.control("POST", "/scale?workers=2", {"Host": "localhost"})
+        assert code == 409 and "RAM" in body, (code, body)
+        assert master.status()["master"]["target_workers"] == 1
+    finally:
+        master.stop()
+
+
 def test_ctl_scale_refuses_an_app_with_ram_sessions(app_dir: Path) -> None:
     (app_dir / "site.conf").write_text("[/]\ntools.sessions.on = True\n")
     with running_master(app_dir, "-c", "site.conf", workers=1) as master:
