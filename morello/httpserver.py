@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import re
 import socket
@@ -354,6 +355,29 @@ def _morello_version() -> str:
     return getattr(sys.modules.get("morello"), "__version__", "dev")
 
 
+class _NonNegative:
+    """A number setting that is 0 (or None: off) or more; anything else is refused at once."""
+
+    def __init__(self, default: float) -> None:
+        self.default = default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, server: Any, owner: type | None = None) -> Any:
+        return self.default if server is None else server.__dict__.get(self.name, self.default)
+
+    def __set__(self, server: Any, value: Any) -> None:
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ValueError(f"server.{self.name} must be a number, 0 or more, not {value!r}")
+        server.__dict__[self.name] = value
+
+
 class Server(ServerAdapter):
     """The configurable HTTP server adapter (CherryPy's ``cherrypy.server``).
 
@@ -391,12 +415,12 @@ class Server(ServerAdapter):
     max_request_body_size: int = 100 * 1024 * 1024
     #: Seconds a request head may take to arrive, from its first byte, however
     #: the client trickles it; then 408 (0 or None: no limit).
-    request_head_timeout: float = 10
+    request_head_timeout = _NonNegative(10)
     #: Bytes a second a request body must average once ``body_rate_grace``
     #: seconds of waiting for it are used up; slower gets 408 (0 or None: no minimum).
-    min_body_rate: float = 500
+    min_body_rate = _NonNegative(500)
     #: Seconds of waiting on a request body allowed before ``min_body_rate`` applies.
-    body_rate_grace: float = 10
+    body_rate_grace = _NonNegative(10)
     #: A ready-made HTTP server object (or the dotted name of a factory taking
     #: this Server) to use instead of building a :class:`WSGIServer`.
     instance: Any = None

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from e2e_support import Conn, alive_root, build_request, served, status_of
 from prefork_support import running_master, write_app
+from test_cli import app_dir, morello  # noqa: F401  (fixture)
 from test_lean_http import echo_app
 from test_server import bus, certificate, make_server  # noqa: F401  (fixtures)
 
@@ -291,6 +292,17 @@ def test_small_body_length_only_for_a_plain_content_length() -> None:
     assert length(held) == 0
     assert length(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: x\r\n\r\n") == 0
     assert length(b"POST / HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n") == 0
+
+
+@pytest.mark.parametrize(
+    "line", ["server.request_head_timeout = -1", "server.min_body_rate = 'fast'"]
+)
+def test_bad_slow_client_settings_stop_the_start(app_dir: Path, line: str) -> None:  # noqa: F811
+    (app_dir / "site.conf").write_text(f"[global]\n{line}\n")
+    result = morello("serve", "app:Root", "-c", "site.conf", cwd=app_dir)
+    assert result.returncode == 2
+    assert line.split(" = ")[0] in result.stderr
+    assert result.stderr.count("\n") == 1
 
 
 # -- a prefork master ---------------------------------------------------------------
