@@ -43,7 +43,7 @@ from .ctl import process_gone
 from .metrics import StatsBook
 from .reloader import FileWatcher
 from .settings import Settings
-from .status import MasterView
+from .status import EventLog, MasterView
 from .workers import RESTART_REASONS, Channels, State, Worker, default_max_workers, fork_worker
 
 logger = logging.getLogger("morello.master")
@@ -71,18 +71,22 @@ class Arbiter:
         spawn_worker: Callable[[Worker, Settings, int], None],
         control: Any = None,
         on_exit: Callable[[], None] | None = None,
+        probe: Any = None,
     ) -> None:
         """``spawn_worker(worker, settings, max_requests)`` runs in the forked child and
-        never returns; ``control`` is an optional ControlServer; ``on_exit()``
-        runs last (the pid file)."""
+        never returns; ``control`` is an optional ControlServer, ``probe`` an
+        optional ProbeServer; ``on_exit()`` runs last (the pid file)."""
         self.settings = settings
         self.sockets = sockets
         self.spawn_worker = spawn_worker
-        self.control = control
-        if control is not None:
-            MasterView(self).attach(control)
-        #: Tried again each tick while the endpoint cannot be opened yet (after USR2).
-        self.open_control: Callable[[], Any] | None = None
+        #: The HTTP endpoints served from the loop (control endpoint, probe port).
+        self.endpoints: list[Any] = []
+        for server in (control, probe):
+            if server is not None:
+                self._add_endpoint(server)
+        #: Openers of endpoints that cannot be opened yet (after USR2 the old
+        #: master holds their address), tried again each tick.
+        self.pending_endpoints: list[Callable[[], Any]] = []
         self.on_exit = on_exit
         self.target = settings.workers
         self.max_workers = settings.max_workers or default_max_workers(settings.workers)
@@ -113,6 +117,8 @@ class Arbiter:
         if settings.reload:
             self.watcher = FileWatcher(os.getcwd(), [settings.config or ""])
         self._wake_r, self._wake_w = socket.socketpair()
+        #: What happened lately (rollouts, recycles, crashes, scaling), for the status page.
+        self.events = EventLog()
 
     # -- the loop ------------------------------------------------------------
 
@@ -120,8 +126,8 @@ class Arbiter:
         """Start the workers and supervise them until stopped; return the exit status."""
         self._install_signals()
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
-        if self.control is not None:
-            self.control.register(self.selector)
+        for server in self.endpoints:
+            server.register(self.selector)
         logger.info(
             "master %d serving %s with %d worker(s)",
             os.getpid(), ", ".join(s.address for s in self.sockets), self.target,
@@ -151,8 +157,8 @@ class Arbiter:
             return
         for key, mask in events:
             key.data(key.fileobj, mask)
-        if self.control is not None:
-            self.control.expire(time.monotonic())
+        for server in self.endpoints:
+            server.expire(time.monotonic())
 
     def _drain_wakeups(self, sock: socket.socket, mask: int) -> None:
         try:
@@ -195,7 +201,7 @@ class Arbiter:
         self.boot_failures = 0
         self.spawn_not_before = 0.0
         systemd.reloading()
-        logger.info("rolling restart to generation %d", self.generation)
+        self.note(logging.INFO, "rolling restart to generation %d", self.generation)
 
     def on_term(self) -> None:
         self.stop("graceful")
@@ -259,7 +265,7 @@ class Arbiter:
                 "other worker processes cannot see; use file, memcached or redis sessions"
             )
         if workers != self.target:
-            logger.info("scaling from %d to %d worker(s)", self.target, workers)
+            self.note(logging.INFO, "scaling from %d to %d worker(s)", self.target, workers)
         self.target = workers
 
     def stop(self, mode: str) -> None:
@@ -307,8 +313,8 @@ class Arbiter:
         signal.set_wakeup_fd(-1)
         for worker in self.workers.values():
             worker.channel.close()
-        if self.control is not None:
-            self.control.close()
+        for server in self.endpoints:
+            server.close()
         self.selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -343,9 +349,10 @@ class Arbiter:
             self.boot_failed(worker, how)
             return
         if worker.state is State.RETIRING:
-            logger.info("worker %d (pid %d) exited (%s)", worker.id, worker.pid, how)
+            self.note(logging.INFO, "worker %d (pid %d) exited (%s)", worker.id, worker.pid, how)
         else:
-            logger.error("worker %d (pid %d) died unexpectedly: %s", worker.id, worker.pid, how)
+            self.note(logging.ERROR, "worker %d (pid %d) died unexpectedly: %s",
+                      worker.id, worker.pid, how)  # fmt: skip
         crashed = worker.retired_for is None and not self.stopping
         if self.halted and crashed and worker.generation == self.generation:
             # This generation did boot: try a replacement (one at a time, and one
@@ -357,12 +364,14 @@ class Arbiter:
 
     def boot_failed(self, worker: Worker, how: str) -> None:
         self.boot_failures += 1
-        logger.error(
+        self.note(
+            logging.ERROR,
             "worker %d (pid %d) failed to boot: %s (%d in a row)",
             worker.id, worker.pid, how, self.boot_failures,
         )
         if self.rollout_from is not None and worker.generation == self.generation:
-            logger.error(
+            self.note(
+                logging.ERROR,
                 "rolling restart to generation %d aborted; the workers of generation %d "
                 "keep serving",
                 self.generation, self.rollout_from,
@@ -376,7 +385,8 @@ class Arbiter:
                 f"{self.boot_failures} workers in a row failed to boot; "
                 "no more workers will be started until HUP"
             )
-            logger.error("%s; %d healthy worker(s) keep serving", self.halted, self.ready_count())
+            self.note(logging.ERROR, "%s; %d healthy worker(s) keep serving",
+                      self.halted, self.ready_count())  # fmt: skip
             return
         delay = min(
             self.settings.boot_backoff * 2 ** (self.boot_failures - 1),
@@ -400,11 +410,11 @@ class Arbiter:
             logger.info("worker %d (pid %d) ready in %.2fs", worker.id, worker.pid,
                         now - worker.started)  # fmt: skip
         elif kind == "heartbeat":
-            worker.stats = message
+            worker.heartbeat(message, now)
             self.stats.update(worker.id, message)
         elif kind == "recycle" and worker.recycle_reason is None:
             worker.recycle_reason = str(message.get("reason", "requested"))
-            logger.info("worker %d (pid %d) asks to be recycled (%s)",
+            self.note(logging.INFO, "worker %d (pid %d) asks to be recycled (%s)",
                         worker.id, worker.pid, worker.recycle_reason)  # fmt: skip
         elif kind == "draining" and worker.state is not State.RETIRING:
             self._mark_retiring(worker, now)
@@ -424,34 +434,41 @@ class Arbiter:
         if now >= self._next_rss_check:
             self._next_rss_check = now + RSS_INTERVAL
             self.check_memory()
-        if self.open_control is not None:
-            self._retry_control()
+        if self.pending_endpoints:
+            self._retry_endpoints()
         if self.watcher is not None and self.watcher.changed():
             logger.info("source files changed")
             self.on_hup()
         self.balance(now)
         self._announce(now)
 
-    def _retry_control(self) -> None:
-        try:
-            control = self.open_control()  # type: ignore[misc]
-        except OSError as exc:
-            logger.error("control endpoint unavailable: %s", exc)
-            control, self.open_control = None, None
-        if control is not None:
-            self.open_control, self.control = None, control
-            MasterView(self).attach(control)
-            control.register(self.selector)
-            logger.info("control endpoint open")
+    def _retry_endpoints(self) -> None:
+        for opener in list(self.pending_endpoints):
+            try:
+                server = opener()
+            except OSError as exc:
+                logger.error("endpoint unavailable: %s", exc)
+                self.pending_endpoints.remove(opener)
+                continue
+            if server is not None:
+                self.pending_endpoints.remove(opener)
+                self._add_endpoint(server)
+                server.register(self.selector)
+                logger.info("%s open", server.name)
+
+    def _add_endpoint(self, server: Any) -> None:
+        MasterView(self).attach(server)
+        self.endpoints.append(server)
 
     def check_deadlines(self, worker: Worker, now: float) -> None:
         if worker.kill_at is not None and now >= worker.kill_at:
-            logger.error("worker %d (pid %d) did not exit in time; killing it",
+            self.note(logging.ERROR, "worker %d (pid %d) did not exit in time; killing it",
                          worker.id, worker.pid)  # fmt: skip
             worker.kill_at = None
             self._kill(worker)
         elif worker.state is State.BOOTING and now - worker.started > self.settings.boot_timeout:
-            logger.error(
+            self.note(
+                logging.ERROR,
                 "worker %d (pid %d) not ready after boot_timeout=%ss; killing it",
                 worker.id, worker.pid, self.settings.boot_timeout,
             )
@@ -462,7 +479,8 @@ class Arbiter:
             and not worker.aborted
             and now - worker.last_heartbeat > self.settings.timeout
         ):
-            logger.error(
+            self.note(
+                logging.ERROR,
                 "worker %d (pid %d) silent for %.1fs (timeout=%ss); aborting it, its "
                 "threads' stacks follow on its stderr",
                 worker.id, worker.pid, now - worker.last_heartbeat, self.settings.timeout,
@@ -481,7 +499,7 @@ class Arbiter:
             limit = self.settings.max_rss
             if limit and worker.rss > limit and worker.active and worker.recycle_reason is None:
                 worker.recycle_reason = "max_rss"
-                logger.info("worker %d (pid %d) uses %d bytes > max_rss=%d; recycling it",
+                self.note(logging.INFO, "worker %d (pid %d) uses %d bytes > max_rss=%d; recycling",
                             worker.id, worker.pid, worker.rss, limit)  # fmt: skip
 
     def balance(self, now: float) -> None:
@@ -522,7 +540,7 @@ class Arbiter:
 
         ``cause`` (``scale``, ``rollout`` or ``recycle``) is counted when it exits.
         """
-        logger.info("retiring worker %d (pid %d): %s", worker.id, worker.pid, why)
+        self.note(logging.INFO, "retiring worker %d (pid %d): %s", worker.id, worker.pid, why)
         worker.retired_for = cause
         self._mark_retiring(worker, now)
         worker.send_signal(signal.SIGTERM)
@@ -542,15 +560,20 @@ class Arbiter:
         if not self.announced_ready:
             self.announced_ready = True
             systemd.ready()
-            logger.info("all %d worker(s) ready", self.target)
+            self.note(logging.INFO, "all %d worker(s) ready", self.target)
         elif self.rollout_from is not None and not any(
             w.generation <= self.rollout_from for w in self.workers.values()
         ):
             self.rollout_from = None
             systemd.ready()
-            logger.info("rolling restart to generation %d complete", self.generation)
+            self.note(logging.INFO, "rolling restart to generation %d complete", self.generation)
 
     # -- helpers -------------------------------------------------------------
+
+    def note(self, level: int, message: str, *args: Any) -> None:
+        """Log an event worth showing on the status page, and keep it there."""
+        logger.log(level, message, *args)
+        self.events.add(message % args)
 
     def ready_count(self) -> int:
         """Workers ready to serve."""
@@ -582,8 +605,8 @@ class Arbiter:
             self.reap()
             time.sleep(0.01)
         signal.set_wakeup_fd(-1)
-        if self.control is not None:
-            self.control.close()
+        for server in self.endpoints:
+            server.close()
         self.close_sockets()
         if self.on_exit is not None:
             self.on_exit()

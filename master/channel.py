@@ -17,6 +17,7 @@ Worker to master:
     Every ``heartbeat_interval`` seconds, with cumulative counters
     (see :func:`heartbeat_fields`): ``requests``, ``in_flight``,
     ``busy_threads``, ``threads``, ``oldest_request_age`` (seconds),
+    ``oldest_request`` (``{"age": s, "path": "/x"}`` of the longest-running request, or null),
     ``status`` (``{"2xx": n, ...}``), ``latency_buckets`` (counts per
     bucket of :data:`LATENCY_BUCKETS` plus a last one for slower requests),
     ``latency_sum`` (seconds) and ``latency_count``.
@@ -134,6 +135,7 @@ def heartbeat_fields(
     latency_buckets: list[int],
     latency_sum: float,
     latency_count: int,
+    oldest_request: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The fields of a ``heartbeat`` message, named in one place for both ends."""
     return {
@@ -142,6 +144,7 @@ def heartbeat_fields(
         "busy_threads": busy_threads,
         "threads": threads,
         "oldest_request_age": oldest_request_age,
+        "oldest_request": oldest_request,
         "status": status,
         "latency_buckets": latency_buckets,
         "latency_sum": latency_sum,

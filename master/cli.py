@@ -85,6 +85,8 @@ def serve_parser() -> argparse.ArgumentParser:
     add("-g", "--group", help="switch to this group after binding")
     add("--control-bind", help="serve /healthz, /readyz, /status, /metrics here "
         "(loopback HOST:PORT or unix:PATH)")
+    add("--health-bind", help="serve only GET /healthz and /readyz here, for probes and "
+        "load balancers (HOST:PORT on any address, or unix:PATH)")
     add("--reload", action="store_true",
         help="rolling restart when a .py file changes (development)")
     add("-n", "--name", help="name shown in process titles")

@@ -87,7 +87,7 @@ class Launch:
                 self.close_sockets()
                 return EXIT_PRELOAD_FAILED
         try:
-            control = self.open_control()
+            control, probe = self.open_control(), self.open_probe()
             self.drop_privileges()
         except (OSError, ValueError, KeyError) as exc:
             logger.error("cannot start: %s", exc)
@@ -95,12 +95,15 @@ class Launch:
             return EXIT_CANNOT_START
         self.write_pidfile()
         setproctitle(settings.master_title)
-        arbiter = Arbiter(settings, self.sockets, self.spawn_worker, control, self.remove_pidfile)
+        arbiter = Arbiter(settings, self.sockets, self.spawn_worker, control, self.remove_pidfile,
+                          probe=probe)  # fmt: skip
         if self.checked is not None:
             arbiter.single_process = self.checked.single_process
         self.target_workers = lambda: arbiter.target
         if control is None and settings.control_bind:
-            arbiter.open_control = self.open_control
+            arbiter.pending_endpoints.append(self.open_control)
+        if probe is None and settings.health_bind:
+            arbiter.pending_endpoints.append(self.open_probe)
         if self.argv is not None:
             arbiter.reexec_command = self.reexec
         return arbiter.run()
@@ -119,17 +122,28 @@ class Launch:
 
     def open_control(self) -> Any:
         """The control endpoint, or None; after USR2 the old master may still hold it."""
-        if not self.settings.control_bind:
+        from .control import ControlServer
+
+        return self._open_endpoint(ControlServer, self.settings.control_bind)
+
+    def open_probe(self) -> Any:
+        """The probe port (``health_bind``), or None, like :meth:`open_control`."""
+        from .control import ProbeServer
+
+        # Read-only, so any address will do: a kubelet probes the pod's IP.
+        return self._open_endpoint(ProbeServer, self.settings.health_bind, allow_remote=True)
+
+    def _open_endpoint(self, kind: Any, address: str | None, allow_remote: bool = False) -> Any:
+        if not address:
             return None
-        from .control import ControlServer, control_socket
+        from .control import control_socket
 
         try:
-            return ControlServer(control_socket(self.settings.control_bind), None)
+            return kind(control_socket(address, allow_remote=allow_remote), None)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or REEXEC_FROM not in os.environ:
                 raise
-            logger.info("control endpoint %s still held by the old master; retrying",
-                        self.settings.control_bind)  # fmt: skip
+            logger.info("%s %s still held by the old master; retrying", kind.name, address)
             return None
 
     def drop_privileges(self) -> None:

@@ -105,6 +105,8 @@ class Settings:
     control_bind: str | None = None
     #: Secret every POST to the control endpoint must present (``Authorization: Bearer``).
     control_token: str | None = None
+    #: Where to serve only ``/healthz`` and ``/readyz`` (read-only: any address).
+    health_bind: str | None = None
     reload: bool = False
     heartbeat_interval: float = 1.0
     #: New workers started ahead of retiring old ones during a rollout.
@@ -145,6 +147,13 @@ class Settings:
                 f"max_workers ({self.max_workers}) is below workers ({self.workers}); "
                 "raise max_workers or start fewer workers"
             )
+        if self.health_bind is not None:
+            from .control.address import parse_address
+
+            try:
+                parse_address(self.health_bind)
+            except ValueError as exc:
+                raise ValueError(f"health_bind: {exc}") from None
         if self.control_token is not None and not self.control_token.strip():
             raise ValueError("control_token must not be empty")
         for name in ("max_requests", "max_requests_jitter"):

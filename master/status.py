@@ -8,15 +8,37 @@ the Prometheus text from the arbiter's state when a client asks, and passes
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from .cli import version
 from .metrics import prometheus_text
+from .workers import State
 
 if TYPE_CHECKING:
     from .arbiter import Arbiter
     from .control import ControlServer
+
+
+#: Events the status page lists at most (the oldest are forgotten).
+MAX_EVENTS = 50
+
+
+class EventLog:
+    """The master's recent events (rollouts, recycles, crashes, scaling), newest last."""
+
+    def __init__(self, size: int = MAX_EVENTS) -> None:
+        self._events: collections.deque[tuple[float, str]] = collections.deque(maxlen=size)
+
+    def add(self, text: str) -> None:
+        """Remember ``text`` as happening now."""
+        self._events.append((time.time(), text))
+
+    def recent(self) -> list[dict[str, Any]]:
+        """The events kept, oldest first, as ``{"time": unix seconds, "text": ...}``."""
+        return [{"time": round(at, 3), "text": text} for at, text in self._events]
 
 
 class MasterView:
@@ -42,12 +64,17 @@ class MasterView:
     def status(self) -> dict[str, Any]:
         """The master and its workers, as ``/status`` shows them."""
         arbiter, now = self.arbiter, time.monotonic()
+        workers = arbiter.workers.values()
         return {
             "master": {
                 "pid": os.getpid(),
+                "version": version(),
                 "uptime": round(now - arbiter.started, 3),
                 "generation": arbiter.generation,
                 "target_workers": arbiter.target,
+                "active_workers": sum(1 for w in workers if w.active),
+                "rollout": self._rollout(),
+                "boot_failures": arbiter.boot_failures,
                 "max_workers": arbiter.max_workers,
                 "restarts": sum(arbiter.restarts.values()),
                 "restarts_by_reason": dict(arbiter.restarts),
@@ -55,8 +82,21 @@ class MasterView:
                 "halted": arbiter.halted,
                 "binds": [s.address for s in arbiter.sockets],
             },
-            "workers": [w.describe(now) for w in arbiter.workers.values()],
+            "workers": [w.describe(now) for w in workers],
+            "events": arbiter.events.recent(),
         }
+
+    def _rollout(self) -> dict[str, int] | None:
+        """The rolling restart under way: from which generation, and how far it got."""
+        arbiter = self.arbiter
+        if arbiter.rollout_from is None:
+            return None
+        ready = sum(
+            1 for w in arbiter.workers.values()
+            if w.state is State.READY and w.generation == arbiter.generation
+        )  # fmt: skip
+        return {"from_generation": arbiter.rollout_from, "ready": ready,
+                "target": arbiter.target}  # fmt: skip
 
     def metrics(self) -> str:
         """The Prometheus text exposition of the workers' counters and the status."""

@@ -70,6 +70,10 @@ class Worker:
     aborted: bool = False
     rss: int | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    #: (time, requests) of the heartbeat before the last one, for the request rate.
+    previous_beat: tuple[float, int] | None = None
+    #: When :attr:`stats` arrived.
+    stats_at: float = 0.0
     reader: MessageReader = field(default_factory=MessageReader)
 
     @property
@@ -87,8 +91,25 @@ class Worker:
     def age(self, now: float) -> float:
         return now - self.started
 
+    def heartbeat(self, message: dict[str, Any], now: float) -> None:
+        """Keep the counters of a heartbeat, and those of the one before it."""
+        if self.stats:
+            self.previous_beat = (self.stats_at, self.stats.get("requests", 0))
+        self.stats, self.stats_at = message, now
+
+    def request_rate(self) -> float | None:
+        """Requests per second between the last two heartbeats (None before two)."""
+        if self.previous_beat is None:
+            return None
+        at, requests = self.previous_beat
+        elapsed = self.stats_at - at
+        if elapsed <= 0:
+            return None
+        return max(0, self.stats.get("requests", 0) - requests) / elapsed
+
     def describe(self, now: float) -> dict[str, Any]:
         """This worker's entry in ``/status``."""
+        rate = self.request_rate()
         return {
             "id": self.id,
             "pid": self.pid,
@@ -96,11 +117,14 @@ class Worker:
             "generation": self.generation,
             "age": round(self.age(now), 3),
             "requests": self.stats.get("requests", 0),
+            "requests_per_second": None if rate is None else round(rate, 2),
+            "oldest_request": self.stats.get("oldest_request"),
             "in_flight": self.stats.get("in_flight", 0),
             "busy_threads": self.stats.get("busy_threads", 0),
             "threads": self.stats.get("threads", 0),
             "rss": self.rss,
             "recycle_reason": self.recycle_reason,
+            "retired_for": self.retired_for,
         }
 
 

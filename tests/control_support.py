@@ -120,17 +120,21 @@ def short_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def start(short_dir: Path) -> Iterator[Callable[..., Endpoint]]:
-    """Start a ControlServer (``kind`` "tcp" or "unix") with a FakeMaster in a loop thread."""
+    """Start a ControlServer (``kind`` "tcp" or "unix"; or ``server``, a subclass) with a
+    FakeMaster in a loop thread."""
     loops: list[Loop] = []
 
-    def start_server(kind: str = "tcp", app: Any = "fake", **options: Any) -> Endpoint:
+    def start_server(
+        kind: str = "tcp", app: Any = "fake", server: type[ControlServer] = ControlServer,
+        **options: Any,
+    ) -> Endpoint:
         bind = f"unix:{short_dir}/ctl{len(loops)}.sock" if kind == "unix" else "127.0.0.1:0"
         sock = control_socket(bind)
         address = bind if kind == "unix" else f"127.0.0.1:{sock.getsockname()[1]}"
         fake = FakeMaster() if app == "fake" else app
-        server = ControlServer(sock, fake, **options)
-        loops.append(Loop(server))
-        return Endpoint(address, fake, server)
+        serving = server(sock, fake, **options)
+        loops.append(Loop(serving))
+        return Endpoint(address, fake, serving)
 
     yield start_server
     for loop in loops:

@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 import pytest
 import requests
 from bus_support import REPO_ROOT
+from morello.master.control import parse_address
 from morello.master.ctl import UnixHTTPConnection
 
 from morello.testing import free_port
@@ -99,17 +101,22 @@ class MasterProcess:
         workers: int = 2,
         app: str = "app:Root",
         host: str = "127.0.0.1",
+        control_tcp: bool = False,
     ) -> None:
         self.directory = directory
         self.host = host
         self.port = free_port(host)
         self.control_path = str(directory / "control.sock")
+        # A browser cannot reach a UNIX socket: control_tcp puts the endpoint on loopback TCP.
+        self.control_address = (
+            f"127.0.0.1:{free_port()}" if control_tcp else f"unix:{self.control_path}"
+        )
         self.log_path = directory / "master.log"
         self.pidfile = str(directory / "master.pid")
         self.command = [
             sys.executable, "-m", "morello.master", "serve", app,
             "--bind", f"{host}:{self.port}", "--workers", str(workers),
-            "--control-bind", f"unix:{self.control_path}", "--pidfile", self.pidfile,
+            "--control-bind", self.control_address, "--pidfile", self.pidfile,
             "--threads", "8", "--graceful-timeout", "10", *args,
         ]  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
@@ -138,7 +145,11 @@ class MasterProcess:
     def control(
         self, method: str, path: str, headers: dict[str, str] | None = None
     ) -> tuple[int, str]:
-        connection = UnixHTTPConnection(self.control_path, timeout=5.0)
+        family, where = parse_address(self.control_address)
+        if family == socket.AF_UNIX:
+            connection: http.client.HTTPConnection = UnixHTTPConnection(where, timeout=5.0)
+        else:
+            connection = http.client.HTTPConnection(*where, timeout=5.0)
         try:
             connection.request(method, path, headers=headers or {})
             response = connection.getresponse()

@@ -122,11 +122,13 @@ def test_no_app_yet_answers_503(start: Callable[..., Endpoint]) -> None:
     assert fetch(endpoint.address, "GET", "/nope")[0] == 404
 
 
-def test_index_lists_every_endpoint(endpoint: Endpoint) -> None:
-    status, headers, body = fetch(endpoint.address, "GET", "/")
+@pytest.mark.parametrize(("path", "accept"), [("/routes", None), ("/", "text/plain")])
+def test_routes_lists_every_endpoint(endpoint: Endpoint, path: str, accept: str | None) -> None:
+    headers = {"Accept": accept} if accept else {}
+    status, headers, body = fetch(endpoint.address, "GET", path, headers)
     assert status == 200 and headers["content-type"].startswith("text/plain")
     listed = {line.split()[1]: line.split()[0] for line in body.decode().splitlines()[1:]}
-    assert {"/", "/healthz", "/readyz", "/status", "/metrics", "/scale"} <= set(listed)
+    assert {"/", "/routes", "/healthz", "/readyz", "/status", "/metrics", "/scale"} <= set(listed)
     for path, method in listed.items():
         # Each listed route exists: a GET route answers, /scale wants its parameter.
         assert fetch(endpoint.address, method, path)[0] in (200, 400), path

@@ -312,6 +312,23 @@ def test_heartbeat_shows_requests_in_flight(listener, spawn):
     stop(worker)
 
 
+def test_heartbeat_names_the_oldest_request(listener, spawn):
+    worker = spawn([listener], "worker_apps:Root", threads=2)
+    worker.wait_for("ready")
+    assert worker.wait_for("heartbeat")["oldest_request"] is None
+    first = send_get(listener, "/slow/?seconds=2")  # the same handler, another path
+    worker.wait_for("heartbeat", where=lambda message: message["in_flight"] == 1)
+    second = send_get(listener, "/slow?seconds=1")
+    beat = worker.wait_for("heartbeat", where=lambda message: message["in_flight"] == 2)
+    # The first request is the older one: its path, and the oldest age.
+    assert beat["oldest_request"]["path"] == "/slow/"
+    assert beat["oldest_request"]["age"] == pytest.approx(beat["oldest_request_age"], abs=0.01)
+    for client in (first, second):
+        assert read_response(client)[0] == 200
+        client.close()
+    stop(worker)
+
+
 def test_heartbeat_threads_follow_the_pool(listener, spawn):
     worker = spawn([listener], "worker_apps:Root", threads=4)
     assert worker.wait_for("heartbeat")["threads"] == 1  # min_threads

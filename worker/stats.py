@@ -34,6 +34,9 @@ from morello.http.native import NativeRequest, native_server
 
 WSGIApp = Callable[..., Any]
 
+#: Longest request path a heartbeat reports (the master shows it on its status page).
+MAX_PATH_REPORTED = 200
+
 # Index into RequestStats._status for a status that could not be classified
 # (an application that raised before start_response counts as a 5xx: the
 # server answers 500 then).
@@ -121,7 +124,8 @@ class RequestStats:
     def snapshot(self) -> dict[str, Any]:
         """The counters, named as in :func:`morello.master.channel.heartbeat_fields`."""
         now = time.monotonic()
-        starts = [started for started, _request in self._active.copy().values()]
+        running = list(self._active.copy().values())
+        oldest = min(running, key=lambda item: item[0], default=None)
         requests = 0
         status = [0] * len(STATUS_CLASSES)
         latency = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -133,10 +137,15 @@ class RequestStats:
             latency_sum += counters.latency_sum
         return {
             "requests": requests,
-            "in_flight": len(starts),
+            "in_flight": len(running),
             # cheroot runs one request per thread at a time.
-            "busy_threads": len(starts),
-            "oldest_request_age": round(now - min(starts), 6) if starts else 0.0,
+            "busy_threads": len(running),
+            "oldest_request_age": round(now - oldest[0], 6) if oldest else 0.0,
+            # Only the oldest request's path is read: one per heartbeat, never per request.
+            "oldest_request": None if oldest is None else {
+                "age": round(now - oldest[0], 3),
+                "path": _method_and_path(oldest[1])[1][:MAX_PATH_REPORTED],
+            },
             "status": dict(zip(STATUS_CLASSES, status, strict=True)),
             "latency_buckets": latency,
             "latency_sum": round(latency_sum, 6),

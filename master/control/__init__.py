@@ -17,7 +17,8 @@ The master is single-threaded (it forks, so it runs no threads): it owns a
         control.expire()                              # close slow or idle clients
     control.close()
 
-Routes: ``GET /`` (the list of routes), ``GET /healthz``, ``GET /readyz``,
+Routes: ``GET /`` (the status page, HTML; the list of routes for a client
+that accepts only ``text/plain``), ``GET /routes`` (that list), ``GET /healthz``, ``GET /readyz``,
 ``GET /status`` (JSON), ``GET /metrics`` (Prometheus text) and
 ``POST /scale?workers=N``; ``HEAD`` works wherever ``GET`` does. Each connection
 carries exactly one request and gets ``Connection: close``. Request bodies
@@ -36,13 +37,17 @@ header, or whose ``Host`` is not the endpoint's own address, is refused
 (403); see :class:`HostCheck`. With a ``token``, every POST must also carry
 ``Authorization: Bearer TOKEN`` (else 401).
 
+:class:`ProbeServer` is the same server with two routes, ``/healthz`` and
+``/readyz``: it can change nothing, so it may listen on any address (the
+master's ``health_bind``, for a kubelet or a load balancer).
+
 The package is split by concept: :mod:`.address` (control addresses and the
 listening socket), :mod:`.server` (the non-blocking one-request HTTP server)
 and :mod:`.routes` (the routes and the guards in front of them).
 """
 
 from .address import control_socket, parse_address
-from .routes import Conflict, ControlApp, ControlServer, HostCheck
+from .routes import Conflict, ControlApp, ControlServer, HostCheck, ProbeServer
 from .server import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, LINGER, MAX_HEAD
 
 __all__ = [
@@ -54,6 +59,7 @@ __all__ = [
     "ControlApp",
     "ControlServer",
     "HostCheck",
+    "ProbeServer",
     "control_socket",
     "parse_address",
 ]

@@ -18,9 +18,10 @@ import re
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 from urllib.parse import parse_qs
 
+from .. import status_page
 from .address import PORT_DIGITS
 from .server import (
     DEFAULT_MAX_CONNECTIONS,
@@ -130,6 +131,11 @@ class ControlServer(OneRequestServer):
     :class:`OneRequestServer`.
     """
 
+    #: What the log calls this server.
+    name = "control endpoint"
+    #: Path: (methods, handler, what it is for); the table is set below the class.
+    routes: ClassVar[dict[str, tuple[tuple[str, ...], _Handler, str]]]
+
     def __init__(
         self,
         sock: socket.socket,
@@ -157,7 +163,7 @@ class ControlServer(OneRequestServer):
             self._check_caller(request)
         except HTTPError as error:
             return response(error.status, error.message + "\n", headers=error.headers)
-        route = _ROUTES.get(request.path)
+        route = self.routes.get(request.path)
         if route is None:
             return response(404, f"no such endpoint: {request.path[:80]}\n")
         methods, handler, _ = route
@@ -205,8 +211,16 @@ class ControlServer(OneRequestServer):
             )
 
     def _index(self, request: Request) -> bytes:
+        # Browsers ask for HTML; a client that asks for plain text only gets the list.
+        accept = ",".join(request.headers.get("accept", [])).lower()
+        if "text/plain" in accept and "text/html" not in accept:
+            return self._list_routes(request)
+        page = status_page.render(self.app.status())
+        return response(200, page, content_type="text/html; charset=utf-8")
+
+    def _list_routes(self, request: Request) -> bytes:
         lines = [f"{' '.join(methods):4} {path:22} {about}" for path, (methods, _, about) in (
-            _ROUTES.items()
+            self.routes.items()
         )]  # fmt: skip
         return response(200, "morello control endpoint\n" + "\n".join(lines) + "\n")
 
@@ -245,12 +259,28 @@ class ControlServer(OneRequestServer):
         return response(200, body, content_type="application/json")
 
 
-#: Path: (methods, handler, what it is for, as ``GET /`` lists it).
-_ROUTES: dict[str, tuple[tuple[str, ...], _Handler, str]] = {
-    "/": (("GET",), ControlServer._index, "this list"),
+ControlServer.routes = {
+    "/": (("GET",), ControlServer._index, "the status page (HTML; this list for text/plain)"),
+    "/routes": (("GET",), ControlServer._list_routes, "this list"),
     "/healthz": (("GET",), ControlServer._healthz, "200 while the master runs"),
     "/readyz": (("GET",), ControlServer._readyz, "200 when workers are ready to serve"),
     "/status": (("GET",), ControlServer._status, "the master and its workers (JSON)"),
     "/metrics": (("GET",), ControlServer._metrics, "Prometheus metrics"),
     "/scale": (("POST",), ControlServer._scale, "?workers=N: run N workers from now on"),
 }
+
+
+class ProbeServer(ControlServer):
+    """The probe port: ``GET /healthz`` and ``GET /readyz`` only, for load balancers
+    and orchestrators on any address.
+
+    It can change nothing and tells only whether the master runs and is
+    ready, so it needs neither a token nor the browser guards (the kubelet
+    sends the pod IP as ``Host``); every other path is 404.
+    """
+
+    name = "probe port"
+    routes = {path: ControlServer.routes[path] for path in ("/healthz", "/readyz")}
+
+    def _check_caller(self, request: Request) -> None:
+        """Anyone may ask: the answers are two bits that are no secret."""
