@@ -317,20 +317,38 @@ def test_kubectl_kustomize_renders_the_folder() -> None:
     assert rendered == set(kubernetes_objects())
 
 
-def test_kubernetes_probes_ask_the_control_endpoint() -> None:
-    """Exec probes (the control endpoint is loopback-only) on /readyz and /healthz."""
+def k8s_probes() -> dict[str, tuple[str, int]]:
+    """The container's httpGet probes: name -> (path, container port number)."""
+    container = k8s_container()
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    probes = {}
+    for name in ("readinessProbe", "livenessProbe", "startupProbe"):
+        if name in container:
+            get = container[name]["httpGet"]
+            probes[name] = (get["path"], ports.get(get["port"], get["port"]))
+    return probes
+
+
+def test_kubernetes_probes_ask_the_probe_port() -> None:
+    """httpGet probes on /readyz and /healthz of master.health_bind, which listens on
+    the pod's addresses (the kubelet connects to the pod IP); the control endpoint,
+    which can scale the server, stays on loopback."""
     container = k8s_container()
     config = from_config_file(str(k8s_config_file(Path(tempfile.mkdtemp()))))
     assert config.control_bind == CONTROL_BIND
-    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
-        command = container[probe]["exec"]["command"]
-        assert command[0] == "python", command
-        assert command[-1] == f"http://{config.control_bind}{path}", (probe, command)
-        assert container[probe]["timeoutSeconds"] >= 1
-    # The kubelet cannot reach a loopback address with httpGet: no httpGet probe
-    # may point at the control port.
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        assert "httpGet" not in container.get(probe, {}), probe
+    assert config.health_bind is not None
+    host = config.health_bind.rsplit(":", 1)[0]
+    assert host in ("0.0.0.0", "[::]"), config.health_bind
+    probes = k8s_probes()
+    assert probes == {
+        "readinessProbe": ("/readyz", port_of(config.health_bind)),
+        "livenessProbe": ("/healthz", port_of(config.health_bind)),
+    }
+    for name in probes:
+        assert "exec" not in container[name], name
+        assert container[name]["timeoutSeconds"] >= 1
+    # Nothing in the pod spec reaches for the control port.
+    assert port_of(CONTROL_BIND) not in {p["containerPort"] for p in container["ports"]}
 
 
 def test_kubernetes_deployment_details(tmp_path: Path) -> None:
@@ -368,7 +386,9 @@ def test_kubernetes_deployment_details(tmp_path: Path) -> None:
     service = objects[("Service", "morello")]
     assert service["spec"]["selector"].items() <= labels.items()
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": APP_PORT}
+    assert settings.health_bind is not None
+    assert ports == {"http": APP_PORT, "health": port_of(settings.health_bind)}
+    # The Service carries traffic only: the probe port is the kubelet's.
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
     assert [port_of(bind) for bind in settings.bind] == [APP_PORT]
 
@@ -752,9 +772,9 @@ def test_ports_and_timeouts_agree_across_recipes(tmp_path: Path) -> None:
     assert compose["services"]["app"]["expose"] == [str(APP_PORT)]
     control_port = port_of(CONTROL_BIND)
     assert f":{control_port}/healthz" in " ".join(healthcheck_command())
-    container = k8s_container()
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert f":{control_port}/" in container[probe]["exec"]["command"][-1]
+    k8s = from_config_file(str(k8s_config_file(tmp_path)))
+    assert k8s.health_bind is not None
+    assert {port for _, port in k8s_probes().values()} == {port_of(k8s.health_bind)}
 
 
 # -- running the recipes ------------------------------------------------------
@@ -848,43 +868,53 @@ class _Answer503(http.server.BaseHTTPRequestHandler):
 
 
 def test_probe_commands_tell_up_from_down(tmp_path: Path, redis_store: Any) -> None:
-    """The Docker HEALTHCHECK and the Kubernetes probes, run as they are written
-    (only the control port changed): 0 against a ready master, not 0 against a
-    503 or nothing listening."""
+    """The Docker HEALTHCHECK, run as it is written, and the Kubernetes httpGet
+    probes, asked as the kubelet asks them (only the ports changed): success
+    against a ready master, failure against a 503 or nothing listening."""
     app_dir = install_app(tmp_path / "app")
     config = systemd_config_for(tmp_path, app_dir, redis_store.url)
-    control_port = free_port()
+    control_port, health_port = free_port(), free_port()
     args = [*systemd_serve_args(config)]
     master = RecipeMaster(tmp_path, app_dir, args)
-    master.command += ["--control-bind", f"127.0.0.1:{control_port}"]
-    container = k8s_container()
-    probes = {
-        "HEALTHCHECK": healthcheck_command(),
-        "readinessProbe": container["readinessProbe"]["exec"]["command"],
-        "livenessProbe": container["livenessProbe"]["exec"]["command"],
-    }
+    master.command += ["--control-bind", f"127.0.0.1:{control_port}",
+                       "--health-bind", f"127.0.0.1:{health_port}"]  # fmt: skip
 
-    def run(command: list[str], port: int) -> int:
+    def healthcheck(port: int) -> bool:
         command = [sys.executable if w == "python" else w.replace(CONTROL_BIND, f"127.0.0.1:{port}")
-                   for w in command]  # fmt: skip
+                   for w in healthcheck_command()]  # fmt: skip
         assert any(f"127.0.0.1:{port}" in w for w in command), command
-        return subprocess.run(command, capture_output=True, timeout=30).returncode
+        return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+
+    def kubelet(path: str, port: int) -> bool:
+        # The kubelet's httpGet: any status from 200 to 399 passes.
+        try:
+            status = requests.get(f"http://127.0.0.1:{port}{path}", timeout=5,
+                                  allow_redirects=False).status_code  # fmt: skip
+        except requests.ConnectionError:
+            return False
+        return 200 <= status < 400
+
+    probes = {"HEALTHCHECK": lambda ports: healthcheck(ports[0])}
+    for name, (path, _) in k8s_probes().items():
+        probes[name] = lambda ports, path=path: kubelet(path, ports[1])
 
     master.start()
     try:
-        wait_for(lambda: requests.get(f"http://127.0.0.1:{control_port}/readyz", timeout=5).ok,
+        wait_for(lambda: kubelet("/readyz", health_port),
                  what=f"master ready\n{master.log()[-2000:]}")  # fmt: skip
-        for name, command in probes.items():
-            assert run(command, control_port) == 0, name
+        for name, probe in probes.items():
+            assert probe((control_port, health_port)), name
     finally:
         master.stop()
     server = http.server.HTTPServer(("127.0.0.1", 0), _Answer503)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        for name, command in probes.items():
-            assert run(command, server.server_address[1]) != 0, f"{name} passed a 503"
-            assert run(command, free_port()) != 0, f"{name} passed with nothing listening"
+        answers_503 = server.server_address[1]
+        for name, probe in probes.items():
+            assert not probe((answers_503, answers_503)), f"{name} passed a 503"
+            nothing = free_port()
+            assert not probe((nothing, nothing)), f"{name} passed with nothing listening"
     finally:
         server.shutdown()
         server.server_close()
