@@ -8,6 +8,7 @@ and in headless Chromium against a real master on loopback TCP.
 from __future__ import annotations
 
 import importlib.util
+import os
 import signal
 import socket
 from collections.abc import Callable
@@ -15,13 +16,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 from bus_support import REPO_ROOT
 from control_support import Endpoint, fetch
 from morello.master.cli import settings_from_args
 from morello.master.control import ProbeServer
-from prefork_support import running_master, wait_for, write_app
+from prefork_support import MasterProcess, running_master, wait_for, write_app
 
 from morello.testing import free_port
 
@@ -242,6 +244,37 @@ def test_health_bind_serves_probes_next_to_the_control_endpoint(tmp_path: Path) 
     # The master closed the port on its way out.
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 5):
         pass
+
+
+def test_after_usr2_the_new_master_takes_the_endpoints_over(tmp_path: Path) -> None:
+    """The old master holds both addresses until it exits; the new one then opens them."""
+    write_app(tmp_path)
+    port = free_port()
+    master = MasterProcess(tmp_path, "--health-bind", f"127.0.0.1:{port}", workers=1).start()
+    new_pid = None
+    try:
+        master.wait_ready(1)
+        master.send(signal.SIGUSR2)
+
+        def new_master() -> int | None:
+            pid = int(Path(master.pidfile).read_text())
+            return pid if pid != master.pid else None
+
+        new_pid = wait_for(new_master, what="the new master's pid file")
+        wait_for(lambda: "probe port 127.0.0.1:" in master.log(),
+                 what=f"the new master waiting for the port\n{master.log()[-2000:]}")  # fmt: skip
+        master.send(signal.SIGTERM)
+        assert master.wait_exit() == 0
+        wait_for(lambda: master.status()["master"]["pid"] == new_pid, what="new control endpoint")
+        wait_for(lambda: fetch(f"127.0.0.1:{port}", "GET", "/readyz")[0] == 200,
+                 what=f"the new probe port\n{master.log()[-2000:]}")  # fmt: skip
+    finally:
+        master.stop()
+        if new_pid is not None and psutil.pid_exists(new_pid):
+            os.kill(new_pid, signal.SIGINT)
+            wait_for(lambda: not psutil.pid_exists(new_pid) or
+                     psutil.Process(new_pid).status() == psutil.STATUS_ZOMBIE,
+                     what="the new master gone")  # fmt: skip
 
 
 def test_health_bind_may_be_any_address_but_must_be_one() -> None:
