@@ -43,7 +43,7 @@ from .ctl import process_gone
 from .metrics import StatsBook
 from .reloader import FileWatcher
 from .settings import Settings
-from .status import EventLog, MasterView
+from .status import Endpoints, EventLog, MasterView
 from .workers import RESTART_REASONS, Channels, State, Worker, default_max_workers, fork_worker
 
 logger = logging.getLogger("morello.master")
@@ -80,13 +80,7 @@ class Arbiter:
         self.sockets = sockets
         self.spawn_worker = spawn_worker
         #: The HTTP endpoints served from the loop (control endpoint, probe port).
-        self.endpoints: list[Any] = []
-        for server in (control, probe):
-            if server is not None:
-                self._add_endpoint(server)
-        #: Openers of endpoints that cannot be opened yet (after USR2 the old
-        #: master holds their address), tried again each tick.
-        self.pending_endpoints: list[Callable[[], Any]] = []
+        self.endpoints = Endpoints(MasterView(self), [control, probe])
         self.on_exit = on_exit
         self.target = settings.workers
         self.max_workers = settings.max_workers or default_max_workers(settings.workers)
@@ -126,8 +120,7 @@ class Arbiter:
         """Start the workers and supervise them until stopped; return the exit status."""
         self._install_signals()
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
-        for server in self.endpoints:
-            server.register(self.selector)
+        self.endpoints.register(self.selector)
         logger.info(
             "master %d serving %s with %d worker(s)",
             os.getpid(), ", ".join(s.address for s in self.sockets), self.target,
@@ -157,8 +150,7 @@ class Arbiter:
             return
         for key, mask in events:
             key.data(key.fileobj, mask)
-        for server in self.endpoints:
-            server.expire(time.monotonic())
+        self.endpoints.expire()
 
     def _drain_wakeups(self, sock: socket.socket, mask: int) -> None:
         try:
@@ -313,8 +305,7 @@ class Arbiter:
         signal.set_wakeup_fd(-1)
         for worker in self.workers.values():
             worker.channel.close()
-        for server in self.endpoints:
-            server.close()
+        self.endpoints.close()
         self.selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -434,31 +425,12 @@ class Arbiter:
         if now >= self._next_rss_check:
             self._next_rss_check = now + RSS_INTERVAL
             self.check_memory()
-        if self.pending_endpoints:
-            self._retry_endpoints()
+        self.endpoints.open_pending(self.selector)
         if self.watcher is not None and self.watcher.changed():
             logger.info("source files changed")
             self.on_hup()
         self.balance(now)
         self._announce(now)
-
-    def _retry_endpoints(self) -> None:
-        for opener in list(self.pending_endpoints):
-            try:
-                server = opener()
-            except OSError as exc:
-                logger.error("endpoint unavailable: %s", exc)
-                self.pending_endpoints.remove(opener)
-                continue
-            if server is not None:
-                self.pending_endpoints.remove(opener)
-                self._add_endpoint(server)
-                server.register(self.selector)
-                logger.info("%s open", server.name)
-
-    def _add_endpoint(self, server: Any) -> None:
-        MasterView(self).attach(server)
-        self.endpoints.append(server)
 
     def check_deadlines(self, worker: Worker, now: float) -> None:
         if worker.kill_at is not None and now >= worker.kill_at:
@@ -605,8 +577,7 @@ class Arbiter:
             self.reap()
             time.sleep(0.01)
         signal.set_wakeup_fd(-1)
-        for server in self.endpoints:
-            server.close()
+        self.endpoints.close()
         self.close_sockets()
         if self.on_exit is not None:
             self.on_exit()

@@ -101,9 +101,9 @@ class Launch:
             arbiter.single_process = self.checked.single_process
         self.target_workers = lambda: arbiter.target
         if control is None and settings.control_bind:
-            arbiter.pending_endpoints.append(self.open_control)
+            arbiter.endpoints.pending.append(self.open_control)
         if probe is None and settings.health_bind:
-            arbiter.pending_endpoints.append(self.open_probe)
+            arbiter.endpoints.pending.append(self.open_probe)
         if self.argv is not None:
             arbiter.reexec_command = self.reexec
         return arbiter.run()

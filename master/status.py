@@ -9,13 +9,18 @@ the Prometheus text from the arbiter's state when a client asks, and passes
 from __future__ import annotations
 
 import collections
+import logging
 import os
+import selectors
 import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .cli import version
 from .metrics import prometheus_text
 from .workers import State
+
+logger = logging.getLogger("morello.master")
 
 if TYPE_CHECKING:
     from .arbiter import Arbiter
@@ -39,6 +44,59 @@ class EventLog:
     def recent(self) -> list[dict[str, Any]]:
         """The events kept, oldest first, as ``{"time": unix seconds, "text": ...}``."""
         return [{"time": round(at, 3), "text": text} for at, text in self._events]
+
+
+class Endpoints:
+    """The HTTP servers the master's loop runs (control endpoint, probe port), each
+    answering from ``view``.
+
+    :attr:`pending` holds openers of endpoints whose address is still taken (after
+    USR2 the old master holds it until it exits): each returns the server, or
+    None while the address is taken; :meth:`open_pending` tries them again.
+    """
+
+    def __init__(self, view: MasterView, servers: Iterable[Any] = ()) -> None:
+        self.view = view
+        self.servers: list[Any] = []
+        self.pending: list[Callable[[], Any]] = []
+        for server in servers:
+            if server is not None:
+                self._add(server)
+
+    def _add(self, server: Any) -> None:
+        self.view.attach(server)
+        self.servers.append(server)
+
+    def register(self, selector: selectors.BaseSelector) -> None:
+        """Serve every endpoint from ``selector``."""
+        for server in self.servers:
+            server.register(selector)
+
+    def open_pending(self, selector: selectors.BaseSelector) -> None:
+        """Open, and serve from ``selector``, the pending endpoints whose address is free."""
+        for opener in list(self.pending):
+            try:
+                server = opener()
+            except OSError as exc:
+                logger.error("endpoint unavailable: %s", exc)
+                self.pending.remove(opener)
+                continue
+            if server is not None:
+                self.pending.remove(opener)
+                self._add(server)
+                server.register(selector)
+                logger.info("%s open", server.name)
+
+    def expire(self) -> None:
+        """Close the clients that are too slow (each loop iteration)."""
+        now = time.monotonic()
+        for server in self.servers:
+            server.expire(now)
+
+    def close(self) -> None:
+        """Close every endpoint (in the master at exit; in a child, its copies)."""
+        for server in self.servers:
+            server.close()
 
 
 class MasterView:
