@@ -15,6 +15,7 @@ Applications written for CherryPy 18 run unchanged with
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 __version__ = "0.1.0"
@@ -74,6 +75,15 @@ _cpserver = httpserver
 _cptools = tool
 _cptree = application
 _cpwsgi = gateway
+# ...and import them (``from cherrypy._cptree import Application``): each
+# name is registered as a submodule that *is* morello's module, so state
+# set through either name is shared.
+for _alias in (
+    "_cpconfig", "_cpdispatch", "_cperror", "_cplogging", "_cpreqbody",
+    "_cprequest", "_cpserver", "_cptools", "_cptree", "_cpwsgi",
+):  # fmt: skip
+    sys.modules[f"{__name__}.{_alias}"] = globals()[_alias]
+del _alias
 
 # Outside a request, morello.request/response show harmless placeholders.
 Serving.request = Request(Host("127.0.0.1", 80), Host("127.0.0.1", 1111))

@@ -1,0 +1,294 @@
+"""CherryPy 18.10.0's own test suite, run against morello.
+
+Usage: ``./dev cherrypy-suite [MODULE...] [--failures]`` or
+``python -m tests.cherrypy_suite ...`` (MODULE like ``test_core``).
+
+The runner downloads CherryPy's sdist with pip (cached in
+``.cache/cherrypy-suite/``, never committed), lays the sdist's
+``cherrypy/test`` folder beside the import shim of ``shim/`` (``import
+cherrypy`` gives ``morello``, ``cherrypy.X`` gives ``morello.X``) and runs
+each test module in its own pytest process, two at a time, with a per-test
+timeout and a per-module wall-clock bound. It prints a table of outcomes on
+morello and on CherryPy, then ``K/N CherryPy-passing tests pass``: N tests
+pass on CherryPy, K of them pass on morello.
+
+The CherryPy outcomes come from the same runner with the shim handing out
+the real CherryPy: the one installed in the venv when it is 18.10.0, else
+the sdist's own package. They are cached by the sdist's hash.
+
+What morello's run takes from the sdist besides ``cherrypy/test``:
+
+- ``cherrypy._cpcompat``: py2/py3 shims the test helper imports
+  (``ntob``, ``text_or_bytes``, ``HTTPSConnection``);
+- ``cherrypy.lib.gctools``: the helper mounts its ``GCRoot`` at ``/gc`` in
+  every test app to look for reference leaks;
+- ``cherrypy.tutorial``: the tutorial apps ``test_tutorials`` serves (apps,
+  which run on morello through the shim like any other).
+
+The pytest plugin ``shim/suite_plugin.py`` moves the helper's fixed port
+(54583) to a free one per process, so that two modules can run at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from morello.testing import free_port
+
+VERSION = "18.10.0"
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / ".cache" / "cherrypy-suite"
+SHIM = Path(__file__).resolve().parent / "shim"
+TARGETS = ("morello", "cherrypy")
+JOBS = 2
+#: pytest-timeout's bound on each test, seconds.
+TEST_TIMEOUT = 60
+#: Wall-clock bound on one module's pytest process, seconds.
+MODULE_TIMEOUT = 300
+
+#: Modules whose every CherryPy-passing test passes on morello, which
+#: ``tests/test_cherrypy_suite.py`` keeps so. Also fully passing but left
+#: out: test_http (80 s) and test_bus (its test_wait_publishes_periodically
+#: counts ticks of a 10 ms timer and misses on a busy machine).
+FULLY_PASSING = (
+    "test_auth_basic", "test_auth_digest", "test_dynamicobjectmapping", "test_etags",
+    "test_iterator", "test_mime", "test_objectmapping", "test_params", "test_proxy",
+    "test_refleaks", "test_routes", "test_sessionauthenticate", "test_virtualhost",
+    "test_wsgi_ns", "test_wsgi_unix_socket", "test_wsgiapps",
+)  # fmt: skip
+
+
+class SdistUnavailable(RuntimeError):
+    """pip could not download CherryPy's sdist."""
+
+
+@dataclass
+class Sdist:
+    """CherryPy's unpacked sdist and the cache directory keyed by its hash."""
+
+    tarball: Path
+    digest: str
+    source: Path  # the unpacked cherrypy-<version> directory
+
+    @property
+    def cache(self) -> Path:
+        return self.tarball.parent.parent / self.digest[:16]
+
+    @property
+    def modules(self) -> list[str]:
+        """The suite's test modules, like ``test_core``."""
+        return sorted(p.stem for p in (self.source / "cherrypy" / "test").glob("test_*.py"))
+
+
+@dataclass
+class ModuleResult:
+    """One module's run: ``outcomes`` maps test ids to passed/failed/error/skipped."""
+
+    # ok; broken: collection errors or the like (pytest's exit status 2 to 4);
+    # timeout; crashed: no report.
+    status: str
+    seconds: float
+    outcomes: dict[str, str] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for o in self.outcomes.values() if o == outcome)
+
+
+def fetch_sdist(cache: Path = CACHE) -> Sdist:
+    """Download (once) and unpack CherryPy's sdist under ``cache``."""
+    downloads = cache / "sdist"
+    tarball = downloads / f"cherrypy-{VERSION}.tar.gz"
+    if not tarball.is_file():
+        downloads.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                   "--no-deps", "--no-binary", ":all:", f"cherrypy=={VERSION}", "-d", downloads]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if done.returncode or not tarball.is_file():
+            raise SdistUnavailable(done.stderr.strip().splitlines()[-1:] or "pip failed")
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    sdist = Sdist(tarball, digest, Path())
+    sdist.source = sdist.cache / "src" / f"cherrypy-{VERSION}"
+    if not sdist.source.is_dir():
+        with tarfile.open(tarball) as archive:
+            archive.extractall(sdist.cache / "src", filter="data")
+    return sdist
+
+
+def lay_out(sdist: Sdist, target: str, root: Path) -> Path:
+    """A fresh work directory under ``root``: the shim, the sdist's suite in its package."""
+    work = root / target
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(SHIM, work, ignore=shutil.ignore_patterns("__pycache__"))
+    package = sdist.source / "cherrypy"
+    for name in ("test", "tutorial"):
+        shutil.copytree(package / name, work / "cherrypy" / name)
+    # Tests serve the package's favicon as a sample static file.
+    shutil.copy(package / "favicon.ico", work / "cherrypy")
+    if target == "morello":
+        shutil.copy(package / "_cpcompat.py", work / "cherrypy")
+        (work / "cherrypy" / "lib").mkdir()
+        shutil.copy(package / "lib" / "gctools.py", work / "cherrypy" / "lib")
+    return work
+
+
+def reference_env(sdist: Sdist) -> dict[str, str]:
+    """Where the shim finds the real CherryPy for the reference run."""
+    try:
+        installed = importlib.metadata.version("cherrypy")
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    if installed == VERSION:
+        return {}
+    return {"CHERRYPY_SUITE_REFERENCE_PATH": str(sdist.source)}
+
+
+def run_module(work: Path, target: str, module: str, env: dict[str, str]) -> ModuleResult:
+    """Run one test module in its own pytest process and read its JUnit report."""
+    report = work / "reports" / f"{module}.xml"
+    report.parent.mkdir(exist_ok=True)
+    report.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "pytest", "-q", "-c", "pytest.ini", "--rootdir", ".",
+               f"--timeout={TEST_TIMEOUT}", f"--junitxml={report}", f"cherrypy/test/{module}.py"]
+    env = {**os.environ, **env, "CHERRYPY_SUITE_TARGET": target,
+           "CHERRYPY_SUITE_PORT": str(free_port())}
+    log = (work / "reports" / f"{module}.log").open("wb")
+    start = time.monotonic()
+    with log, subprocess.Popen(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True) as process:
+        try:
+            status = "ok" if process.wait(MODULE_TIMEOUT) in (0, 1) else "broken"
+        except subprocess.TimeoutExpired:
+            # The tests may have spawned servers of their own: end the group.
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            status = "timeout"
+    result = ModuleResult(status, round(time.monotonic() - start, 1))
+    if status != "timeout" and report.is_file():
+        read_junit(report, module, result)
+    elif status != "timeout":
+        result.status = "crashed"
+    return result
+
+
+def read_junit(report: Path, module: str, result: ModuleResult) -> None:
+    """Fill ``result`` from a pytest JUnit report (a test is passed if nothing went wrong)."""
+    prefix = f"cherrypy.test.{module}."
+    for case in ET.parse(report).getroot().iter("testcase"):
+        classname = case.get("classname", "").removeprefix(prefix)
+        test = f"{classname}::{case.get('name')}" if classname else case.get("name", "")
+        outcome, message = "passed", ""
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                outcome = {"failure": "failed"}.get(child.tag, child.tag)
+                message = (child.get("message") or "").strip().splitlines()[:1]
+                message = message[0][:300] if message else ""
+                if outcome != "skipped":
+                    break
+        result.outcomes[test] = outcome
+        if message:
+            result.messages[test] = message
+
+
+def run_target(
+    sdist: Sdist, target: str, modules: list[str], root: Path | None = None
+) -> dict[str, ModuleResult]:
+    """Run ``modules`` against ``target``, ``JOBS`` processes at a time.
+
+    The tests write files beside themselves: concurrent runs need their own ``root``.
+    """
+    work = lay_out(sdist, target, root or sdist.cache)
+    env = reference_env(sdist) if target == "cherrypy" else {}
+    with concurrent.futures.ThreadPoolExecutor(JOBS) as pool:
+        futures = {m: pool.submit(run_module, work, target, m, env) for m in modules}
+        return {m: f.result() for m, f in futures.items()}
+
+
+def reference_results(
+    sdist: Sdist, modules: list[str], root: Path | None = None
+) -> dict[str, ModuleResult]:
+    """CherryPy's outcomes for ``modules``, run once and cached by the sdist's hash."""
+    path = sdist.cache / "reference.json"
+    cached = json.loads(path.read_text()) if path.is_file() else {}
+    results = {m: ModuleResult(**r) for m, r in cached.items()}
+    missing = [m for m in modules if m not in results]
+    if missing:
+        results.update(run_target(sdist, "cherrypy", missing, root))
+        # A module that timed out or crashed is run again next time.
+        complete = {m: asdict(r) for m, r in results.items() if r.status == "ok"}
+        path.write_text(json.dumps(complete, indent=1))
+    return {m: results[m] for m in modules}
+
+
+def regressions(reference: ModuleResult, result: ModuleResult) -> list[str]:
+    """The tests passing on CherryPy that do not pass on morello."""
+    return [t for t, o in reference.outcomes.items()
+            if o == "passed" and result.outcomes.get(t) != "passed"]
+
+
+def counts(result: ModuleResult) -> str:
+    if result.status in ("timeout", "crashed"):
+        return result.status
+    tally = "/".join(str(result.count(o)) for o in ("passed", "failed", "error", "skipped"))
+    return tally if result.status == "ok" else f"{result.status} {tally}"
+
+
+def print_table(reference: dict[str, ModuleResult], results: dict[str, ModuleResult],
+                failures: bool) -> tuple[int, int]:
+    """Print the per-module table (and the failing tests); return (K, N)."""
+    print(f"{'module':<28} {'morello p/f/e/s':>16} {'cherrypy p/f/e/s':>17} {'K/N':>8} {'time':>5}")
+    k = n = 0
+    for module, result in results.items():
+        ref = reference[module]
+        passing = ref.count("passed")
+        lost = regressions(ref, result)
+        k, n = k + passing - len(lost), n + passing
+        print(f"{module:<28} {counts(result):>16} {counts(ref):>17} "
+              f"{f'{passing - len(lost)}/{passing}':>8} {result.seconds:>4.0f}s")
+        if failures:
+            for test in lost:
+                # A test missing from a finished run was not collected.
+                finished = result.status in ("ok", "broken")
+                outcome = result.outcomes.get(test, "missing" if finished else result.status)
+                print(f"    {outcome:<8} {test}: {result.messages.get(test, '')[:160]}")
+    print(f"{k}/{n} CherryPy-passing tests pass")
+    return k, n
+
+
+def main(argv: list[str] | None = None) -> int:
+    summary = __doc__.split("\n")[0]
+    parser = argparse.ArgumentParser(prog="./dev cherrypy-suite", description=summary)
+    parser.add_argument("modules", nargs="*", help="test modules (default: all), like test_core")
+    parser.add_argument("--failures", action="store_true",
+                        help="list the CherryPy-passing tests that fail on morello")
+    args = parser.parse_args(argv)
+    try:
+        sdist = fetch_sdist()
+    except SdistUnavailable as exc:
+        print(f"cherrypy-suite: cannot download CherryPy {VERSION}'s sdist: {exc}", file=sys.stderr)
+        return 2
+    unknown = sorted(set(args.modules) - set(sdist.modules))
+    if unknown:
+        print(f"cherrypy-suite: no such test module: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    modules = args.modules or sdist.modules
+    reference = reference_results(sdist, modules)
+    results = run_target(sdist, "morello", modules)
+    (sdist.cache / "morello.json").write_text(
+        json.dumps({m: asdict(r) for m, r in results.items()}, indent=1))
+    print_table(reference, results, args.failures)
+    return 0

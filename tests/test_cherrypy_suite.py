@@ -1,0 +1,49 @@
+"""CherryPy 18.10.0's own tests keep passing on morello (the fast subset).
+
+The whole suite runs with ``./dev cherrypy-suite``; here only the modules
+of ``cherrypy_suite.FULLY_PASSING``, whose every test that passes on
+CherryPy passes on morello too.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from cherrypy_suite import (
+    FULLY_PASSING,
+    VERSION,
+    SdistUnavailable,
+    fetch_sdist,
+    reference_results,
+    regressions,
+    run_target,
+)
+
+import morello
+
+CP_MODULES = ("_cpconfig", "_cpdispatch", "_cperror", "_cplogging", "_cpreqbody",
+              "_cprequest", "_cpserver", "_cptools", "_cptree", "_cpwsgi")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CP_MODULES)
+def test_cherrypy_private_module_names_import_as_morello_modules(name: str) -> None:
+    # ``from cherrypy._cptree import Application`` in an app run on morello.
+    module = importlib.import_module(f"morello.{name}")
+    assert module is getattr(morello, name)
+
+
+@pytest.mark.timeout(300)
+def test_fully_passing_modules_still_pass(tmp_path) -> None:
+    try:
+        sdist = fetch_sdist()
+    except SdistUnavailable as exc:
+        pytest.skip(f"cannot download CherryPy {VERSION}'s sdist: {exc}")
+    modules = list(FULLY_PASSING)
+    reference = reference_results(sdist, modules, tmp_path)
+    results = run_target(sdist, "morello", modules, tmp_path)
+    for module in modules:
+        # A broken shim would make CherryPy fail too: the subset must be real tests.
+        assert reference[module].count("passed") > 0, module
+    lost = {m: regressions(reference[m], r) for m, r in results.items()}
+    assert not {m: tests for m, tests in lost.items() if tests}
