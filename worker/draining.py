@@ -25,7 +25,8 @@ from typing import Any
 
 import cheroot.server
 
-from morello.httpserver import Connection, ConnectionManager, WSGIServer
+from morello.http.accepting import ConnectionManager
+from morello.httpserver import Connection, WSGIServer
 
 #: cheroot's "stop now" token for its unservicable-connections thread
 #: (private; without it that thread just lingers until the process exits).
