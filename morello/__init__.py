@@ -54,6 +54,7 @@ from morello.errors import (
 from morello.exposure import expose, popargs
 from morello.http_request import Request
 from morello.http_response import Response
+from morello.lib import jsontools
 from morello.lib.httputil import Host
 from morello.logs import GlobalLogManager
 from morello.process import bus as _bus
@@ -75,12 +76,13 @@ _cpserver = httpserver
 _cptools = tool
 _cptree = application
 _cpwsgi = gateway
+_json = jsontools  # its ``json``, ``encode`` and ``decode``
 # ...and import them (``from cherrypy._cptree import Application``): each
 # name is registered as a submodule that *is* morello's module, so state
 # set through either name is shared.
 for _alias in (
     "_cpconfig", "_cpdispatch", "_cperror", "_cplogging", "_cpreqbody",
-    "_cprequest", "_cpserver", "_cptools", "_cptree", "_cpwsgi",
+    "_cprequest", "_cpserver", "_cptools", "_cptree", "_cpwsgi", "_json",
 ):  # fmt: skip
     sys.modules[f"{__name__}.{_alias}"] = globals()[_alias]
 del _alias

@@ -23,7 +23,7 @@ from cherrypy_suite import (
 import morello
 
 CP_MODULES = ("_cpconfig", "_cpdispatch", "_cperror", "_cplogging", "_cpreqbody",
-              "_cprequest", "_cpserver", "_cptools", "_cptree", "_cpwsgi")  # fmt: skip
+              "_cprequest", "_cpserver", "_cptools", "_cptree", "_cpwsgi", "_json")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", CP_MODULES)
@@ -47,3 +47,11 @@ def test_fully_passing_modules_still_pass(tmp_path) -> None:
         assert reference[module].count("passed") > 0, module
     lost = {m: regressions(reference[m], r) for m, r in results.items()}
     assert not {m: tests for m, tests in lost.items() if tests}
+
+
+def test_cherrypy_json_helpers_round_trip() -> None:
+    from morello import _json
+
+    value = {"a": [1, "é"], "b": None}
+    encoded = b"".join(_json.encode(value))
+    assert _json.decode(encoded.decode("utf-8")) == value == _json.json.loads(encoded)

@@ -8,7 +8,7 @@ returns goes out serialized as JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import morello
@@ -17,6 +17,15 @@ from morello.serving import serving
 
 #: The media types ``json_in`` parses by default.
 JSON_MEDIA_TYPES = ("application/json", "text/javascript")
+
+#: JSON text to Python (CherryPy's ``_json.decode``, which applications use too).
+decode = json.JSONDecoder().decode
+
+
+def encode(value: Any) -> Iterator[bytes]:
+    """``value`` as JSON, in UTF-8 pieces (CherryPy's ``_json.encode``)."""
+    for chunk in json.JSONEncoder().iterencode(value):
+        yield chunk.encode("utf-8")
 
 
 def json_processor(entity: Any) -> None:
