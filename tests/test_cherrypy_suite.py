@@ -55,3 +55,9 @@ def test_cherrypy_json_helpers_round_trip() -> None:
     value = {"a": [1, "é"], "b": None}
     encoded = b"".join(_json.encode(value))
     assert _json.decode(encoded.decode("utf-8")) == value == _json.json.loads(encoded)
+
+
+def test_cherrypy_wsgi_server_path_names_morellos_server() -> None:
+    # Config files name it: server.instance = 'cherrypy._cpwsgi_server.CPWSGIServer'.
+    module = importlib.import_module("morello._cpwsgi_server")
+    assert module.CPWSGIServer is morello.httpserver.WSGIServer
