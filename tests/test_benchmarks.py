@@ -13,15 +13,21 @@ from bus_support import REPO_ROOT
 BENCHMARKS = REPO_ROOT / "benchmarks"
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="benchmarks/prefork.py needs wrk")
-def test_prefork_benchmark_prints_a_ratio_per_process_count_and_level() -> None:
+def run_benchmark(script: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/SCRIPT`` for one short round; it must end well."""
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "prefork.py"), "--duration", "1", "--rounds", "1"],
+        [sys.executable, str(BENCHMARKS / script), "--duration", "1", "--rounds", "1"],
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="benchmarks/prefork.py needs wrk")
+def test_prefork_benchmark_prints_a_ratio_per_process_count_and_level() -> None:
+    result = run_benchmark("prefork.py", timeout=100)
     ratios = re.findall(
         r"^  (\d) process\(es\), (\d+) connections: ratio morello/cheroot = \d+\.\d\d",
         result.stdout,
@@ -41,13 +47,7 @@ def test_prefork_benchmark_prints_a_ratio_per_process_count_and_level() -> None:
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="benchmarks/peers.py needs wrk")
 def test_peers_benchmark_measures_every_server_and_prints_the_ratios() -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "peers.py"), "--duration", "1", "--rounds", "1"],
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_benchmark("peers.py", timeout=150)
     measured = re.findall(
         r"^round 1: (\S.*?) +/ (\d+) connections: +\d+ req/s +p50 +[\d.]+ ms +p99 +[\d.]+ ms",
         result.stdout,

@@ -112,8 +112,8 @@ def test_cpu_bound_load_keeps_the_pool_small(serve: Any) -> None:
 
 def test_cpu_bound_load_retires_the_threads_blocking_requests_needed(serve: Any) -> None:
     port, pool = serve(1, 8)
-    assert sleep_concurrently(port, 8, 0.2) == ["slept"] * 8
-    assert pool.size == 8
+    assert sleep_concurrently(port, 8, 0.6) == ["slept"] * 8
+    assert pool.peak == 8
     # Eight busy connections keep all eight threads at work (none is idle),
     # but they only take turns on the CPU.
     load = subprocess.Popen(
@@ -136,25 +136,27 @@ def test_blocking_requests_grow_the_pool_to_its_maximum(serve: Any) -> None:
     port, pool = serve(1, 10)
     assert pool.size == 1
     started = time.monotonic()
-    assert sleep_concurrently(port, 10, 0.3) == ["slept"] * 10
-    # One thread would take 3 s; ten threads answer them together.
-    assert time.monotonic() - started < 1.5
+    # Long enough that no request ends before the pool has had time to grow
+    # (doubling every look, when the CPU has room): every one still waits.
+    assert sleep_concurrently(port, 10, 0.8) == ["slept"] * 10
+    # One thread would take 8 s, two 4 s; ten threads answer them together.
+    assert time.monotonic() - started < 2.5
     assert pool.peak == 10
 
 
 def test_the_pool_never_exceeds_its_maximum(serve: Any) -> None:
     port, pool = serve(1, 4)
     started = time.monotonic()
-    assert sleep_concurrently(port, 12, 0.2) == ["slept"] * 12
+    assert sleep_concurrently(port, 12, 0.3) == ["slept"] * 12
     assert pool.peak == 4
-    # Three rounds of four, not twelve rounds of one.
-    assert time.monotonic() - started < 1.8
+    # Three rounds of four (0.9 s), not twelve rounds of one (3.6 s).
+    assert time.monotonic() - started < 2.5
 
 
 def test_idle_threads_are_retired_down_to_the_minimum(serve: Any) -> None:
     port, pool = serve(2, 8)
     pool.idle_timeout = 0.5
-    assert sleep_concurrently(port, 8, 0.2) == ["slept"] * 8
+    assert sleep_concurrently(port, 8, 0.6) == ["slept"] * 8
     assert pool.peak == 8
     wait_until(lambda: pool.size == 2, timeout=10)
     # ...and they are gone, not just counted out.
