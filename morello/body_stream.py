@@ -36,6 +36,16 @@ def _stream_error(exc: BaseException) -> HTTPError | None:
     return None
 
 
+def _counted(count: int, limit: int | None, what: str, key: str) -> int:
+    """``count`` plus one; a 413 :class:`HTTPError` naming ``request.body.KEY`` past ``limit``."""
+    count += 1
+    if limit is not None and count > limit:
+        raise HTTPError(
+            413, f"The request body has more than {limit} {what} (request.body.{key})."
+        )
+    return count
+
+
 class BodyBudget:
     """What parsing one request body may cost; shared by the body and all its parts.
 
@@ -57,21 +67,11 @@ class BodyBudget:
 
     def add_part(self) -> None:
         """Count one more part; a 413 :class:`HTTPError` past ``max_parts``."""
-        self.parts += 1
-        if self.max_parts is not None and self.parts > self.max_parts:
-            raise HTTPError(
-                413, f"The request body has more than {self.max_parts} parts "
-                "(request.body.max_parts)."
-            )  # fmt: skip
+        self.parts = _counted(self.parts, self.max_parts, "parts", "max_parts")
 
     def add_field(self) -> None:
         """Count one more form field; a 413 :class:`HTTPError` past ``max_fields``."""
-        self.fields += 1
-        if self.max_fields is not None and self.fields > self.max_fields:
-            raise HTTPError(
-                413, f"The request body has more than {self.max_fields} form fields "
-                "(request.body.max_fields)."
-            )  # fmt: skip
+        self.fields = _counted(self.fields, self.max_fields, "form fields", "max_fields")
 
     def new_file(self) -> IO[bytes]:
         """A file for content: in memory while the budget lasts, then on disk.
