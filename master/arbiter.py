@@ -89,7 +89,7 @@ class Arbiter:
         self.single_process: str | None = None
         self.generation = 1
         self.workers: dict[int, Worker] = {}
-        self.stats = StatsBook()
+        self.stats = StatsBook(max_handlers=settings.metrics_max_handlers)
         self.signals: collections.deque[int] = collections.deque(maxlen=64)
         self.selector = selectors.DefaultSelector()
         self.channels = Channels(self.selector, self.handle_message, self._garbled)

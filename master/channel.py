@@ -20,7 +20,13 @@ Worker to master:
     ``oldest_request`` (``{"age": s, "path": "/x"}`` of the longest-running request, or null),
     ``status`` (``{"2xx": n, ...}``), ``latency_buckets`` (counts per
     bucket of :data:`LATENCY_BUCKETS` plus a last one for slower requests),
-    ``latency_sum`` (seconds) and ``latency_count``.
+    ``latency_sum`` (seconds) and ``latency_count``; and ``metrics``, what
+    changed since the previous heartbeat in the per-handler latencies and
+    the application's metrics: a list of ``{"name", "kind", "doc",
+    "labels", "buckets", "gauge", "series": [[label values, value], ...]}``
+    where a counter's value is its increase, a histogram's its per-bucket
+    increases then the sum's, and a gauge's its current value (at most
+    :data:`MAX_SERIES_PER_HEARTBEAT` series; the rest follow next time).
 ``recycle``
     The worker wants to be replaced (``reason``: ``max_requests`` or
     ``request_timeout``); it keeps serving until the master, once a
@@ -44,7 +50,10 @@ import socket
 import threading
 from typing import Any
 
-MAX_MESSAGE = 64 * 1024
+#: Longest message: room for :data:`MAX_SERIES_PER_HEARTBEAT` metric series.
+MAX_MESSAGE = 2 * 1024 * 1024
+#: Most metric series one heartbeat carries.
+MAX_SERIES_PER_HEARTBEAT = 1000
 #: Upper bounds (seconds) of the request latency histogram buckets.
 LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STATUS_CLASSES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx")
@@ -136,6 +145,7 @@ def heartbeat_fields(
     latency_sum: float,
     latency_count: int,
     oldest_request: dict[str, Any] | None = None,
+    metrics: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The fields of a ``heartbeat`` message, named in one place for both ends."""
     return {
@@ -149,4 +159,5 @@ def heartbeat_fields(
         "latency_buckets": latency_buckets,
         "latency_sum": latency_sum,
         "latency_count": latency_count,
+        "metrics": metrics or [],
     }

@@ -186,6 +186,7 @@ class Launch:
                 workers=self.target_workers(),
                 config_file=settings.config,
                 heartbeat_interval=settings.heartbeat_interval,
+                metrics_max_handlers=settings.metrics_max_handlers,
                 request_timeout=settings.request_timeout,
                 max_requests=max_requests,
                 graceful_timeout=settings.graceful_timeout,

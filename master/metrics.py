@@ -39,6 +39,18 @@ Metrics (all prefixed ``morello_``):
 ``morello_worker_rss_bytes{pid="..."}`` (gauge)
     Resident memory of each live worker, when the master could measure it.
 
+Then the families workers report in the heartbeats' ``metrics`` field,
+rendered by ``prometheus_client`` (see :mod:`.metrics_families`):
+
+``morello_handler_request_duration_seconds{app, handler, status_class}`` (histogram)
+    Request latency by application (mount point), dispatched handler
+    (``/orders/default``; ``none`` when no handler was found; ``other``
+    past ``metrics_max_handlers``) and status class.
+``morello_session_*``
+    Session store timings and failures (see :mod:`morello.sessions.metrics`).
+Application metrics
+    Whatever the application defines with :mod:`morello.metrics`.
+
 The ``status`` mapping given to :func:`prometheus_text` is the master's
 ``/status`` document: ``{"master": {"uptime": seconds, "generation": n,
 "restarts_by_reason": {"crash": n, ...}, ...}, "workers": [{"pid": n, "state": str, "rss": bytes or
@@ -53,7 +65,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from morello.metrics.exposition import exposition
+
 from .channel import LATENCY_BUCKETS, STATUS_CLASSES
+from .metrics_families import FamilyBook
 from .workers import RESTART_REASONS
 
 #: Largest counter value accepted from a worker; anything bigger is garbage.
@@ -163,13 +178,17 @@ class _Sample:
 class StatsBook:
     """Cumulative request statistics over live and exited workers.
 
-    Not thread-safe: the master's single-threaded loop owns it.
+    Not thread-safe: the master's single-threaded loop owns it. The metric
+    families of the heartbeats' ``metrics`` field (per-handler latencies,
+    session stores, the application's metrics) go to :attr:`families`, whose
+    per-handler family keeps at most ``max_handlers`` handlers apart.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_handlers: int = 100) -> None:
         self._live: dict[int, _Sample] = {}
         # Counters of exited workers, and of workers whose counters were reset.
         self._retired = _Sample()
+        self.families = FamilyBook(max_handlers)
 
     def update(self, worker_id: int, heartbeat: Mapping[str, Any]) -> None:
         """Record ``worker_id``'s latest heartbeat; malformed fields are ignored.
@@ -180,6 +199,7 @@ class StatsBook:
         """
         if not isinstance(heartbeat, Mapping):
             return
+        self.families.update(worker_id, heartbeat.get("pid"), heartbeat.get("metrics"))
         previous = self._live.get(worker_id, _Sample())
         sample = _Sample.from_heartbeat(heartbeat, previous)
         if sample.went_backwards_from(previous):
@@ -190,6 +210,7 @@ class StatsBook:
 
     def retire(self, worker_id: int) -> None:
         """``worker_id`` exited: keep its counters in the totals, drop its gauges."""
+        self.families.retire(worker_id)
         sample = self._live.pop(worker_id, None)
         if sample is not None:
             self._retired.add_counters(sample)
@@ -284,7 +305,10 @@ _MASTER_SAMPLES: tuple[tuple[str, Callable[[Any, Any], Any], str, str, str], ...
 
 
 def prometheus_text(book: StatsBook, status: Mapping[str, Any]) -> str:
-    """Render ``book`` and the master's ``status`` document as Prometheus text 0.0.4."""
+    """Render ``book`` and the master's ``status`` document as Prometheus text 0.0.4.
+
+    The families the workers report follow the master's own.
+    """
     totals = book.totals()
     out = _Exposition()
     out.single(
@@ -369,4 +393,4 @@ def prometheus_text(book: StatsBook, status: Mapping[str, Any]) -> str:
         rss = _count(worker.get("rss"), -1)
         if pid >= 0 and rss >= 0:
             out.sample("morello_worker_rss_bytes", rss, {"pid": str(pid)})
-    return out.text()
+    return out.text() + exposition(book.families.families())

@@ -109,6 +109,8 @@ class Settings:
     health_bind: str | None = None
     reload: bool = False
     heartbeat_interval: float = 1.0
+    #: Distinct handlers the per-handler latency metrics keep apart; later ones are ``other``.
+    metrics_max_handlers: int = 100
     #: New workers started ahead of retiring old ones during a rollout.
     max_surge: int = 1
     #: Consecutive boot failures after which the master stops starting workers.
@@ -133,7 +135,8 @@ class Settings:
         if not self.bind:
             raise ValueError("no bind address given")
         for name in (
-            "workers", "threads", "min_threads", "backlog", "max_surge", "max_boot_failures"
+            "workers", "threads", "min_threads", "backlog", "max_surge", "max_boot_failures",
+            "metrics_max_handlers",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")

@@ -14,6 +14,7 @@ from typing import Any
 
 import morello
 from morello.errors import HTTPError, MorelloException, NotFound
+from morello.metrics.handlers import dispatched
 from morello.serving import serving
 
 _PUNCTUATION_TO_UNDERSCORE = str.maketrans(string.punctuation, "_" * len(string.punctuation))
@@ -173,7 +174,8 @@ class Dispatcher:
     def find_handler(self, path: str) -> tuple[Any, list[str]]:
         """Return ``(handler, virtual_path_segments)``; sets request.config/is_index.
 
-        ``(None, [])`` means nothing matched.
+        ``(None, [])`` means nothing matched. Records the handler's object path
+        (``/orders/default``) for the per-handler metrics.
         """
         request = serving.request
         app = request.app
@@ -188,6 +190,8 @@ class Dispatcher:
             root_conf.update(app_config["/"])
         # (name, node, config of that node, segments left after it)
         trail: list[tuple[str, Any, dict[str, Any], int]] = [("root", root, root_conf, total)]
+        # The path consumed up to each trail node: where its handler is, for metrics.
+        paths = [""]
 
         node = root
         remaining = fullpath[:]
@@ -236,6 +240,7 @@ class Dispatcher:
                 if section:
                     conf.update(section)
             trail.append((name, node, conf, left))
+            paths.append(curpath)
 
         last = len(trail) - 1
         for i in range(last, -1, -1):
@@ -249,13 +254,16 @@ class Dispatcher:
                 )
                 request.config = self._merged_config(trail, fullpath)
                 request.is_index = path.endswith("/")
+                dispatched(request.script_name, paths[i] + "/default")
                 return default, fullpath[total - left : -1]
             if getattr(candidate, "exposed", False):
                 request.config = self._merged_config(trail, fullpath)
                 request.is_index = i == last
+                dispatched(request.script_name, paths[i] or "/")
                 return candidate, fullpath[total - left : -1]
 
         request.config = self._merged_config(trail, fullpath)
+        dispatched(request.script_name, None)
         return None, []
 
     @staticmethod

@@ -17,6 +17,7 @@ from morello.dispatch import Dispatcher, LateParamPageHandler
 from morello.errors import HTTPRedirect, NotFound
 from morello.lib.httputil import urljoin
 from morello.lib.xmlrpcutil import patched_path
+from morello.metrics.handlers import dispatched
 from morello.serving import serving
 
 PathDispatcher = Callable[[str], Any]
@@ -160,7 +161,7 @@ class RoutesDispatcher:
             section += "/" + atom
             merge(app.config.get(section))
 
-        handler = None
+        handler = route = None
         if match:
             name = match.get("controller")
             controller = self.controllers.get(name, name)
@@ -168,6 +169,8 @@ class RoutesDispatcher:
                 controller = controller()
             merge(getattr(controller, "_cp_config", None))
             action = match.get("action")
+            # The handler as the metrics name it: the route's controller and action.
+            route = f"/{name}/{action}" if action else f"/{name}"
             if action is None:
                 handler = controller
             # An {action} taken from the URL must not reach Python internals.
@@ -179,6 +182,7 @@ class RoutesDispatcher:
             section += "/" + last
             merge(app.config.get(section))
         request.config = config
+        dispatched(request.script_name, route if handler is not None else None)
         return handler
 
     def _match(self, path_info: str) -> dict[str, Any] | None:

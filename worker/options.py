@@ -52,6 +52,8 @@ class WorkerOptions:
     config_file: str | None = None
     #: Seconds between ``heartbeat`` messages.
     heartbeat_interval: float = 1.0
+    #: Distinct handlers the per-handler latency metrics keep apart (later ones: ``other``).
+    metrics_max_handlers: int = 100
     #: Seconds a request may run before the worker asks to be recycled (None: no limit).
     request_timeout: float | None = None
     #: Requests after which the worker asks to be recycled (0: never).

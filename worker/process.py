@@ -82,7 +82,7 @@ class Worker:
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
         self.channel = WorkerChannel(options.channel)
-        self.stats = RequestStats()
+        self.stats = RequestStats(max_handlers=options.metrics_max_handlers)
         self.servers: list[Any] = []
         self.watchdog: Watchdog | None = None
         #: Work for the main thread: ("drain", reason) or ("reopen", signal name).

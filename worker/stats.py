@@ -16,6 +16,13 @@ requests are one dict keyed by thread id: each thread sets and pops its own
 key, single dict operations that the GIL keeps whole, and readers copy it
 in one call. Everything that builds dictionaries or lists happens on the
 heartbeat thread.
+
+Each request is also counted under the handler it was dispatched to (see
+:mod:`morello.metrics.handlers`), by status class and latency bucket: one
+dictionary lookup more per request. At most ``max_handlers`` distinct
+handlers are kept; later ones count as ``other``. The heartbeat sends what
+changed since the previous one (``metrics``, with the application's own
+metrics), so the master only ever adds.
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from morello.master.channel import LATENCY_BUCKETS, STATUS_CLASSES
+from morello.master.channel import LATENCY_BUCKETS, MAX_SERIES_PER_HEARTBEAT, STATUS_CLASSES
 
 from morello.http.native import NativeRequest, native_server
+from morello.metrics import REGISTRY
+from morello.metrics.handlers import NO_HANDLER, OTHER, current
+from morello.metrics.registry import FamilyData, Registry, entry
 
 WSGIApp = Callable[..., Any]
 
@@ -41,6 +51,23 @@ MAX_PATH_REPORTED = 200
 # (an application that raised before start_response counts as a 5xx: the
 # server answers 500 then).
 _SERVER_ERROR = STATUS_CLASSES.index("5xx")
+
+#: The per-handler latency histogram the master exports.
+HANDLER_FAMILY = FamilyData(
+    "morello_handler_request_duration_seconds",
+    "histogram",
+    "Time to serve a request, in seconds, by application, handler and status class.",
+    ("app", "handler", "status_class"),
+    LATENCY_BUCKETS,
+)
+#: Default for how many distinct handlers a worker counts separately.
+MAX_HANDLERS = 100
+_SLOTS = len(LATENCY_BUCKETS) + 1
+# A handler's cell: per status class its latency buckets, then per status class its sum.
+_SUMS = len(STATUS_CLASSES) * _SLOTS
+_CELL = _SUMS + len(STATUS_CLASSES)
+# Requests that ended without passing a dispatcher (refused early, not a morello app).
+_UNDISPATCHED = (None, NO_HANDLER)
 
 
 @dataclass(frozen=True)
@@ -60,7 +87,7 @@ class ActiveRequest:
 class _Counters:
     """The counts of the requests one thread has finished (written by that thread only)."""
 
-    __slots__ = ("latency", "latency_sum", "requests", "status")
+    __slots__ = ("cells", "handlers", "latency", "latency_sum", "requests", "status")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -68,12 +95,23 @@ class _Counters:
         # One bucket per bound in LATENCY_BUCKETS, plus one for slower requests.
         self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
+        # Handler key as the dispatcher gave it -> its cell (several keys may
+        # share the cell of "other"); cells: the counted key -> its cell.
+        self.handlers: dict[Any, list[float]] = {}
+        self.cells: dict[tuple[str | None, str], list[float]] = {}
 
 
 class RequestStats:
     """Request counters of one worker process, kept per thread without a lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_handlers: int = MAX_HANDLERS, registry: Registry = REGISTRY) -> None:
+        self.max_handlers = max_handlers
+        self.registry = registry
+        # Handler keys counted separately, over all threads (appended under the lock).
+        self._known: set[tuple[str | None, str]] = set()
+        # Cumulative per-handler cells as last sent, guarded by _delta_lock.
+        self._sent: dict[tuple[str | None, str], list[float]] = {}
+        self._delta_lock = threading.Lock()
         self._local = threading.local()
         # Every thread's counters, kept after the thread ends (they are cumulative).
         # Appended to once per thread, under the lock.
@@ -98,10 +136,38 @@ class RequestStats:
             with self._lock:
                 self._counters.append(counters)
         self._active.pop(thread_id, None)
-        counters.status[_status_index(status)] += 1
-        counters.latency[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+        handler = current.key
+        current.key = None
+        cell = counters.handlers.get(handler)
+        if cell is None:
+            cell = self._handler_cell(counters, handler)
+        index = _status_index(status)
+        bucket = bisect_left(LATENCY_BUCKETS, elapsed)
+        counters.status[index] += 1
+        counters.latency[bucket] += 1
         counters.latency_sum += elapsed
         counters.requests += 1
+        cell[index * _SLOTS + bucket] += 1
+        cell[_SUMS + index] += elapsed
+
+    def _handler_cell(self, counters: _Counters, handler: Any) -> list[float]:
+        """The cell ``handler`` counts in on this thread (its first request there)."""
+        key = _UNDISPATCHED if handler is None else handler
+        counted = key in self._known
+        if not counted:
+            with self._lock:
+                counted = len(self._known) < self.max_handlers
+                if counted:
+                    self._known.add(key)
+        if not counted:
+            key = (key[0], OTHER)
+        cell = counters.cells.get(key)
+        if cell is None:
+            cell = counters.cells[key] = [0.0] * _CELL
+        if counted:
+            # Keys past the limit are not remembered: their number has no bound.
+            counters.handlers[handler] = cell
+        return cell
 
     @property
     def requests(self) -> int:
@@ -150,7 +216,42 @@ class RequestStats:
             "latency_buckets": latency,
             "latency_sum": round(latency_sum, 6),
             "latency_count": sum(latency),
+            "metrics": self._metric_deltas(),
         }
+
+    def _metric_deltas(self) -> list[dict[str, Any]]:
+        """Per-handler latencies, then the registry's metrics, changed since the last call."""
+        with self._delta_lock:
+            series = self._handler_deltas()
+        entries = [entry(HANDLER_FAMILY, series)] if series else []
+        return entries + self.registry.deltas(MAX_SERIES_PER_HEARTBEAT - len(series))
+
+    def _handler_deltas(self) -> list[list[Any]]:
+        totals: dict[tuple[str | None, str], list[float]] = {}
+        for counters in self._all_counters():
+            for key, cell in list(counters.cells.items()):
+                total = totals.get(key)
+                totals[key] = list(cell) if total is None else [
+                    a + b for a, b in zip(total, cell, strict=True)
+                ]
+        series = []
+        budget = MAX_SERIES_PER_HEARTBEAT
+        for key, total in totals.items():
+            sent = self._sent.get(key, [0.0] * _CELL)
+            app = "none" if key[0] is None else key[0] or "/"
+            for index, status_class in enumerate(STATUS_CLASSES):
+                start = index * _SLOTS
+                counts = [int(new - old) for new, old in zip(
+                    total[start : start + _SLOTS], sent[start : start + _SLOTS], strict=True
+                )]  # fmt: skip
+                if any(counts) and budget > 0:
+                    elapsed = max(total[_SUMS + index] - sent[_SUMS + index], 0.0)
+                    series.append([[app, key[1], status_class], [*counts, elapsed]])
+                    budget -= 1
+                    sent[start : start + _SLOTS] = total[start : start + _SLOTS]
+                    sent[_SUMS + index] = total[_SUMS + index]
+            self._sent[key] = sent
+        return series
 
 
 def _method_and_path(request: Any) -> tuple[str, str]:

@@ -1,0 +1,174 @@
+"""Per-handler latencies and application metrics on ``/metrics`` of a real master.
+
+Two workers serve a small shop; the tests count what the clients got
+answered and compare it with what ``/metrics`` says, after parsing the whole
+exposition with ``prometheus_client`` (a scraper's parser): counts must be
+exact, and never go down while workers are scaled away or rolled by HUP.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from prefork_support import Load, MasterProcess, running_master, wait_for, write_app
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.timeout(120)
+
+HANDLER = "morello_handler_request_duration_seconds"
+
+SHOP = '''
+import morello.metrics
+
+PLACED = morello.metrics.counter("shop_orders_placed", "Orders placed.", labels=("kind",))
+BASKET = morello.metrics.histogram("shop_basket_euros", "Basket values.", buckets=(10, 100))
+ALIVE = morello.metrics.gauge("shop_alive", "1 in every live worker.")
+PID = morello.metrics.gauge("shop_pid", "Each worker's pid.", mode="pid")
+ALIVE.set(1)
+PID.set(os.getpid())
+
+
+class Orders:
+    @morello.expose
+    def index(self):
+        return f"orders from {os.getpid()}"
+
+    @morello.expose
+    def default(self, order_id):
+        PLACED.labels("web").inc()
+        BASKET.observe(int(order_id) % 150)
+        return f"order from {os.getpid()} {order_id}"
+
+
+class Shop:
+    orders = Orders()
+
+    @morello.expose
+    def fail(self):
+        raise ValueError("on purpose")
+'''
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Iterator[MasterProcess]:
+    write_app(tmp_path, extra=SHOP)
+    (tmp_path / "site.conf").write_text("[global]\nmaster.heartbeat_interval = 0.2\n")
+    with running_master(tmp_path, "-c", "site.conf", app="app:Shop") as master:
+        yield master
+
+
+def scrape(master: MasterProcess) -> tuple[dict[str, str], Samples]:
+    """(family types, samples) of ``/metrics``, parsed whole by prometheus_client."""
+    code, text = master.control("GET", "/metrics")
+    assert code == 200, text
+    types: dict[str, str] = {}
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        types[family.name] = family.type
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return types, samples
+
+
+def handler_count(samples: Samples, handler: str, status_class: str, app: str = "/") -> float:
+    labels = {"app": app, "handler": handler, "status_class": status_class}
+    return samples.get((f"{HANDLER}_count", frozenset(labels.items())), 0.0)
+
+
+def counters(types: dict[str, str], samples: Samples) -> Samples:
+    """The samples that may never decrease: counters and histogram buckets and counts."""
+    growing = {name for name, kind in types.items() if kind in ("counter", "histogram")}
+    return {
+        key: value for key, value in samples.items()
+        if any(key[0].startswith(name) for name in growing) and not key[0].endswith("_sum")
+    }  # fmt: skip
+
+
+def test_handlers_and_app_metrics_are_counted_exactly(shop: MasterProcess) -> None:
+    orders = 40
+    served_by = set()
+    for order_id in range(orders):
+        # A new connection each time, so that both workers take some.
+        response = requests.get(f"{shop.url}/orders/{order_id}", timeout=10)
+        assert response.status_code == 200
+        served_by.add(response.text.split()[2])
+    assert requests.get(f"{shop.url}/orders/", timeout=10).status_code == 200
+    assert requests.get(f"{shop.url}/fail", timeout=10).status_code == 500
+    assert requests.get(f"{shop.url}/nowhere/at/all", timeout=10).status_code == 404
+
+    def counted() -> Samples | None:
+        _, samples = scrape(shop)
+        return samples if handler_count(samples, "/orders/default", "2xx") >= orders else None
+
+    samples = wait_for(counted, what="the order requests on /metrics")
+    wait_for(lambda: handler_count(scrape(shop)[1], "none", "4xx") == 1, what="the 404")
+    types, samples = scrape(shop)
+    assert types[HANDLER] == "histogram"
+    # One handler for every order id: the dispatched object, not the URL.
+    assert handler_count(samples, "/orders/default", "2xx") == orders
+    assert handler_count(samples, "/orders/index", "2xx") == 1
+    assert handler_count(samples, "/fail", "5xx") == 1
+    assert handler_count(samples, "/fail", "2xx") == 0
+    assert handler_count(samples, "none", "4xx") == 1
+    handlers = {dict(labels)["handler"] for name, labels in samples if name == f"{HANDLER}_count"}
+    assert not any("/orders/1" in handler for handler in handlers), handlers
+    # The per-handler histograms add up to the cluster-wide one.
+    total = sum(value for (name, _), value in samples.items() if name == f"{HANDLER}_count")
+    assert total == samples[("morello_request_duration_seconds_count", frozenset())]
+
+    assert types["shop_orders_placed"] == "counter"
+    assert samples[("shop_orders_placed_total", frozenset({("kind", "web")}))] == orders
+    assert samples[("shop_basket_euros_count", frozenset())] == orders
+    assert samples[("shop_basket_euros_sum", frozenset())] == sum(i % 150 for i in range(orders))
+    assert samples[("shop_basket_euros_bucket", frozenset({("le", "10.0")}))] == 11
+    # Gauges: summed over the live workers, or one series per worker.
+    pids = shop.worker_pids()
+    wait_for(lambda: scrape(shop)[1].get(("shop_alive", frozenset())) == 2, what="both gauges")
+    _, samples = scrape(shop)
+    for pid in pids:
+        assert samples[("shop_pid", frozenset({("pid", str(pid))}))] == pid
+    if len(served_by) < 2:
+        pytest.skip(f"one worker took every connection ({served_by}): counts checked for it")
+
+
+def test_totals_never_decrease_when_workers_leave(shop: MasterProcess) -> None:
+    seen: list[Samples] = []
+
+    def check_monotonic() -> None:
+        types, samples = scrape(shop)
+        current = counters(types, samples)
+        if seen:
+            for key, old in seen[-1].items():
+                assert current.get(key, 0.0) >= old, key
+        seen.append(current)
+
+    with Load(shop.url, "/orders/7") as load:
+        wait_for(load.served_more(100))
+        check_monotonic()
+        first = shop.worker_pids()
+        shop.send(signal.SIGTTOU)
+        wait_for(lambda: len(shop.worker_pids()) == 1 and not shop.status()["workers"][1:],
+                 what="one worker left")  # fmt: skip
+        wait_for(load.served_more(50))
+        check_monotonic()
+        shop.send(signal.SIGHUP)
+        shop.wait_ready(1, exclude=first)
+        wait_for(load.served_more(50))
+        check_monotonic()
+    assert load.failures == []
+    wait_for(
+        lambda: handler_count(scrape(shop)[1], "/orders/default", "2xx") == load.ok,
+        what=f"{load.ok} answered orders counted",
+    )
+    check_monotonic()
+    _, samples = scrape(shop)
+    assert samples[("shop_orders_placed_total", frozenset({("kind", "web")}))] == load.ok
+    # The gauges of the workers that left are gone.
+    assert samples[("shop_alive", frozenset())] == 1
+    assert len([key for key in samples if key[0] == "shop_pid"]) == 1
