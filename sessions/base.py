@@ -62,6 +62,7 @@ from typing import Any
 from morello.errors import HTTPError
 
 from .codec import Codec, TamperedRecord
+from .metrics import store_metrics
 
 logger = logging.getLogger("morello.sessions")
 
@@ -273,6 +274,7 @@ class Session:
             lambda: self._apply(changed, deleted, self._created, expiration_time),
             self._merge_gave_up,
             MAX_MERGE_ATTEMPTS,
+            op="apply",
         )
         self._stored = True
         self._snapshot.update(changed)
@@ -353,10 +355,18 @@ class Session:
 
     # -- store plumbing ----------------------------------------------------
 
-    def _call_store(self, method: Callable[..., Any], *args: Any) -> Any:
+    def _call_store(self, method: Callable[..., Any], *args: Any, op: str = "") -> Any:
+        """``method(*args)``, timed as store operation ``op`` (default: the method's name).
+
+        Store errors become :class:`SessionUnavailable` (503), logged.
+        """
+        op = op or method.__name__.lstrip("_")
+        timing = store_metrics(type(self))
+        started = time.perf_counter()
         try:
             return method(*args)
         except self.store_errors as exc:
+            timing.error(op)
             # While a store is down every request fails: log once per interval.
             cls = type(self)
             now = time.monotonic()
@@ -369,6 +379,8 @@ class Session:
             raise SessionUnavailable(
                 "The session store is unavailable; please try again shortly."
             ) from exc
+        finally:
+            timing.round_trip(op, time.perf_counter() - started)
 
     def wait_for_lock(self, try_lock: Callable[[], Any]) -> Any:
         """Call ``try_lock`` until it gives something other than None or False.
@@ -377,27 +389,33 @@ class Session:
         store errors become 503 through :meth:`_call_store`. Stores use this
         in ``acquire_lock`` so every store waits the same way.
         """
-        return self._retry(try_lock, self.lock_timed_out)
+        with store_metrics(type(self)).waiting_for_lock():
+            return self._retry(try_lock, self.lock_timed_out, op="lock")
 
     def _retry(
         self,
         attempt: Callable[[], Any],
         give_up: Callable[[], SessionUnavailable],
         max_attempts: int | None = None,
+        op: str = "",
     ) -> Any:
         """Call ``attempt`` until it gives something other than None or False.
 
         Pauses grow from 1 ms to 50 ms, each shortened by a random part of
         up to a half so that competing workers do not retry in step; after
         ``lock_timeout`` seconds or ``max_attempts`` calls, raise ``give_up()``.
+        Each attempt is timed as store operation ``op``; each retry of an
+        ``apply`` (a lost optimistic race) is counted.
         """
         deadline = time.monotonic() + self.lock_timeout
         pause = 0.001
         attempts = 0
         while True:
-            result = self._call_store(attempt)
+            result = self._call_store(attempt, op=op)
             if result is not None and result is not False:
                 return result
+            if op == "apply":
+                store_metrics(type(self)).retries.inc()
             attempts += 1
             left = deadline - time.monotonic()
             if left <= 0 or attempts == max_attempts:
@@ -406,6 +424,7 @@ class Session:
             pause = min(pause * 2, 0.05)
 
     def lock_timed_out(self) -> LockTimeout:
+        store_metrics(type(self)).lock_timeouts.inc()
         logger.error("session %s: lock not acquired within %ss", self.id, self.lock_timeout)
         return LockTimeout(
             f"The session is busy (lock not acquired within {self.lock_timeout} seconds)."

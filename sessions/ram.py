@@ -6,6 +6,7 @@ import threading
 import time
 
 from .base import Session
+from .metrics import store_metrics
 
 
 class RamSession(Session):
@@ -72,7 +73,9 @@ class RamSession(Session):
     def acquire_lock(self) -> None:
         if self.locked:  # already ours (e.g. locking="early" plus an explicit call)
             return
-        if self._take_lock(self.lock_timeout) is None:
+        with store_metrics(type(self)).waiting_for_lock():
+            lock = self._take_lock(self.lock_timeout)
+        if lock is None:
             raise self.lock_timed_out()
         self.locked = True
 

@@ -272,7 +272,7 @@ class RedisSession(Session):
         if token is None:
             return
         lock_key = self._key() + LOCK_SUFFIX
-        released = self._call_store(self.client.eval, _RELEASE, 1, lock_key, token)
+        released = self._call_store(self.client.eval, _RELEASE, 1, lock_key, token, op="unlock")
         if not released:
             logger.warning(
                 "session %s: lock expired after lock_expiry=%ss and was not released",
