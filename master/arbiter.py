@@ -468,11 +468,13 @@ class Arbiter:
                 worker.rss = psutil.Process(worker.pid).memory_info().rss
             except psutil.Error:
                 continue
+            self.stats.note_rss(worker.id, worker.rss)
             limit = self.settings.max_rss
             if limit and worker.rss > limit and worker.active and worker.recycle_reason is None:
                 worker.recycle_reason = "max_rss"
-                self.note(logging.INFO, "worker %d (pid %d) uses %d bytes > max_rss=%d; recycling",
-                            worker.id, worker.pid, worker.rss, limit)  # fmt: skip
+                self.note(logging.INFO, "worker %d (pid %d) uses %d bytes > max_rss=%d; recycling "
+                          "(%s)", worker.id, worker.pid, worker.rss, limit,
+                          self.stats.memory_report(worker.id, worker.rss))  # fmt: skip
 
     def balance(self, now: float) -> None:
         """Start missing workers and retire surplus or stale ones (replace first)."""

@@ -189,6 +189,8 @@ class StatsBook:
         # Counters of exited workers, and of workers whose counters were reset.
         self._retired = _Sample()
         self.families = FamilyBook(max_handlers)
+        # Live worker id -> its RSS when first measured.
+        self._first_rss: dict[int, int] = {}
 
     def update(self, worker_id: int, heartbeat: Mapping[str, Any]) -> None:
         """Record ``worker_id``'s latest heartbeat; malformed fields are ignored.
@@ -211,9 +213,30 @@ class StatsBook:
     def retire(self, worker_id: int) -> None:
         """``worker_id`` exited: keep its counters in the totals, drop its gauges."""
         self.families.retire(worker_id)
+        self._first_rss.pop(worker_id, None)
         sample = self._live.pop(worker_id, None)
         if sample is not None:
             self._retired.add_counters(sample)
+
+    def note_rss(self, worker_id: int, rss: int) -> None:
+        """``worker_id`` was measured at ``rss`` bytes (its first measure is kept)."""
+        self._first_rss.setdefault(worker_id, rss)
+
+    def memory_report(self, worker_id: int, rss: int, handlers: int = 5) -> str:
+        """How much ``worker_id`` grew since first measured, and what it served most.
+
+        For the log line of a worker recycled for ``max_rss``.
+        """
+        first = self._first_rss.get(worker_id)
+        growth = "" if first is None else f"grew {(rss - first) / 2**20:+.1f} MiB since it started; "
+        top = self.families.top_handlers(worker_id, handlers)
+        if not top:
+            return growth + "no request served"
+        served = ", ".join(
+            f"{handler if app == '/' else app + ' ' + handler} ({requests})"
+            for app, handler, requests in top
+        )
+        return f"{growth}served most: {served}"
 
     def totals(self) -> dict[str, Any]:
         """Cluster totals.

@@ -84,6 +84,8 @@ class FamilyBook:
         self.max_handlers = max_handlers
         self._families: dict[str, _Family] = {}
         self._complained: set[str] = set()
+        # Live worker id -> (app, handler) -> requests it served (memory attribution).
+        self._served: dict[int, dict[tuple[str, str], int]] = {}
 
     def update(self, worker_id: int, pid: Any, entries: Any) -> None:
         """Add one heartbeat's ``metrics`` entries from ``worker_id`` (``pid``)."""
@@ -99,8 +101,15 @@ class FamilyBook:
 
     def retire(self, worker_id: int) -> None:
         """``worker_id`` exited: its counts stay in the totals, its gauges go."""
+        self._served.pop(worker_id, None)
         for family in self._families.values():
             family.gauges.pop(worker_id, None)
+
+    def top_handlers(self, worker_id: int, count: int) -> list[tuple[str, str, int]]:
+        """The ``count`` handlers ``worker_id`` served most since it started, with requests."""
+        served = self._served.get(worker_id, {})
+        ranked = sorted(served.items(), key=lambda item: (-item[1], item[0]))[:count]
+        return [(app, handler, requests) for (app, handler), requests in ranked]
 
     def families(self) -> list[FamilyData]:
         """Every family with its values (gauges combined over live workers)."""
@@ -150,6 +159,9 @@ class FamilyBook:
             ):
                 continue
             key = self._bounded(family, tuple(labels))
+            if data.name == HANDLER_FAMILY:
+                served = self._served.setdefault(worker_id, {})
+                served[key[:2]] = served.get(key[:2], 0) + sum(value[:-1])
             if data.kind == "gauge":
                 family.gauges.setdefault(worker_id, (pid, {}))[1][key] = float(value)
             elif data.kind == "counter":

@@ -8,6 +8,7 @@ exact, and never go down while workers are scaled away or rolled by HUP.
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,3 +173,26 @@ def test_totals_never_decrease_when_workers_leave(shop: MasterProcess) -> None:
     # The gauges of the workers that left are gone.
     assert samples[("shop_alive", frozenset())] == 1
     assert len([key for key in samples if key[0] == "shop_pid"]) == 1
+
+
+def test_memory_recycling_names_what_the_worker_served(tmp_path: Path) -> None:
+    write_app(tmp_path)
+    (tmp_path / "site.conf").write_text("[global]\nmaster.heartbeat_interval = 0.2\n")
+    with running_master(tmp_path, "-c", "site.conf", "--max-rss", "150M", workers=1) as master:
+        first = master.worker_pids()
+        # Its memory was measured once: the growth is counted from there.
+        wait_for(lambda: master.status()["workers"][0]["rss"], what="a first RSS measure")
+        for _ in range(3):
+            assert requests.get(f"{master.url}/grow?mb=10", timeout=10).status_code == 200
+        assert requests.get(f"{master.url}/pid", timeout=10).status_code == 200
+        wait_for(lambda: handler_count(scrape(master)[1], "/grow", "2xx") == 3,
+                 what="the growing requests on /metrics")  # fmt: skip
+        assert requests.get(f"{master.url}/grow?mb=200", timeout=10).status_code == 200
+        master.wait_ready(1, exclude=first)
+        line = wait_for(
+            lambda: re.search(r"max_rss=\d+; recycling \((.*)\)", master.log()),
+            what="the recycling line",
+        ).group(1)
+    match = re.fullmatch(r"grew \+(\d+)\.\d MiB since it started; served most: "
+                         r"/grow \([34]\), /pid \(1\)", line)  # fmt: skip
+    assert match and int(match.group(1)) >= 200, line
