@@ -191,7 +191,10 @@ class Dispatcher:
         # (name, node, config of that node, segments left after it)
         trail: list[tuple[str, Any, dict[str, Any], int]] = [("root", root, root_conf, total)]
         # The path consumed up to each trail node: where its handler is, for metrics.
+        # Segments a _cp_dispatch consumed (ids, mostly) show as "*" from then on.
         paths = [""]
+        custom_at = 0  # the trail index of the last _cp_dispatch step, once there is one
+        previous = ""
 
         node = root
         remaining = fullpath[:]
@@ -215,6 +218,7 @@ class Dispatcher:
                     index_name = remaining.pop()
                     subnode = custom(vpath=remaining)
                     remaining.append(index_name)
+                    custom_at = len(trail)
                 else:
                     remaining.pop(0)
             else:
@@ -240,7 +244,12 @@ class Dispatcher:
                 if section:
                     conf.update(section)
             trail.append((name, node, conf, left))
-            paths.append(curpath)
+            if custom_at:
+                step = "/*" if custom_at == len(trail) - 1 else curpath[len(previous) :]
+                paths.append(paths[-1] + step)
+            else:
+                paths.append(curpath)
+            previous = curpath
 
         last = len(trail) - 1
         for i in range(last, -1, -1):

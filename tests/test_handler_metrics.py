@@ -10,17 +10,121 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from prefork_support import Load, MasterProcess, running_master, wait_for, write_app
 from prometheus_client.parser import text_string_to_metric_families
 
+import morello
+from morello.metrics.handlers import current
+from morello.testing import Client
+
 pytestmark = pytest.mark.timeout(120)
 
 HANDLER = "morello_handler_request_duration_seconds"
+
+
+# --- the handler the dispatchers record ------------------------------------------------
+# A handler answers with the key the dispatcher recorded on its thread just before.
+
+
+def recorded() -> str:
+    return repr(current.key)
+
+
+class Items:
+    @morello.expose
+    def index(self) -> str:
+        return recorded()
+
+
+class Order:
+    items = Items()
+
+    @morello.expose
+    def index(self) -> str:
+        return recorded()
+
+
+class Orders:
+    def _cp_dispatch(self, vpath: list[str]) -> Order:
+        vpath.pop(0)  # the order id
+        return Order()
+
+    @morello.expose
+    def default(self, *ignored: str) -> str:
+        return recorded()
+
+
+class Site:
+    orders = Orders()
+
+    @morello.expose
+    def index(self) -> str:
+        return recorded()
+
+    @morello.expose
+    def page(self, *args: str) -> str:
+        return recorded()
+
+    @morello.expose
+    def default(self, *args: str) -> str:
+        return recorded()
+
+
+@morello.expose
+class Resource:
+    def GET(self, *args: str) -> str:  # noqa: N802
+        return recorded()
+
+
+@pytest.mark.parametrize(
+    ("path", "handler"),
+    [
+        ("/", "/index"),
+        ("/page", "/page"),
+        ("/page/1/2", "/page"),
+        ("/no/such/thing", "/default"),
+        ("/orders/", "/orders/default"),
+        ("/orders/12/", "/orders/*/index"),
+        ("/orders/13/items/", "/orders/*/items/index"),
+    ],
+)
+def test_the_dispatcher_records_the_object_path_not_the_url(
+    serve: Callable[..., Client], path: str, handler: str
+) -> None:
+    client = serve(Site(), script_name="/shop")
+    assert client.get("/shop" + path).body.decode() == repr(("/shop", handler))
+
+
+def test_the_method_dispatcher_records_the_resource(serve: Callable[..., Client]) -> None:
+    class Api:
+        things = Resource()
+
+    config = {"/": {"request.dispatch": morello.dispatch.MethodDispatcher()}}
+    client = serve(Api(), config)
+    assert client.get("/things/42").body.decode() == repr(("", "/things"))
+
+
+def test_routes_record_the_route_and_action(serve: Callable[..., Client]) -> None:
+    pytest.importorskip("routes")
+    dispatcher = morello.dispatch.RoutesDispatcher()
+
+    class Blog:
+        @morello.expose
+        def show(self, **ignored: Any) -> str:
+            return recorded()
+
+    dispatcher.connect("post", "/blog/{year}/{slug}", controller=Blog(), action="show")
+    client = serve(None, {"/": {"request.dispatch": dispatcher}})
+    assert client.get("/blog/2024/hello").body.decode() == repr(("", "/post/show"))
+
+
+# --- a real master -----------------------------------------------------------------------
 
 SHOP = '''
 import morello.metrics
