@@ -228,7 +228,9 @@ class StatsBook:
         For the log line of a worker recycled for ``max_rss``.
         """
         first = self._first_rss.get(worker_id)
-        growth = "" if first is None else f"grew {(rss - first) / 2**20:+.1f} MiB since it started; "
+        growth = ""
+        if first is not None:
+            growth = f"grew {(rss - first) / 2**20:+.1f} MiB since it started; "
         top = self.families.top_handlers(worker_id, handlers)
         if not top:
             return growth + "no request served"

@@ -158,7 +158,7 @@ class FamilyBook:
                 and family.valid_value(value)
             ):
                 continue
-            key = self._bounded(family, tuple(labels))
+            key = self._bounded(family, worker_id, tuple(labels))
             if data.name == HANDLER_FAMILY:
                 served = self._served.setdefault(worker_id, {})
                 served[key[:2]] = served.get(key[:2], 0) + sum(value[:-1])
@@ -172,7 +172,9 @@ class FamilyBook:
                     a + b for a, b in zip(total, value, strict=True)
                 ]
 
-    def _bounded(self, family: _Family, key: tuple[str, ...]) -> tuple[str, ...]:
+    def _bounded(
+        self, family: _Family, worker_id: int, key: tuple[str, ...]
+    ) -> tuple[str, ...]:
         """``key``, or the ``other`` series standing for it past the family's bound."""
         data = family.data
         if data.name == HANDLER_FAMILY:
@@ -185,14 +187,15 @@ class FamilyBook:
                     return (app, OTHER, status_class)
                 family.handlers.add(pair)
             return (app, handler, status_class)
-        if data.kind == "gauge":
-            return key  # bounded per worker by the worker, and forgotten with it
-        if key in data.series or len(data.series) < MAX_SERIES:
+        # A gauge's series are per worker, and forgotten with it.
+        series = family.gauges.get(worker_id, (0, {}))[1] if data.kind == "gauge" else data.series
+        if key in series or len(series) < MAX_SERIES:
             return key
         return (OTHER,) * len(key)
 
     def _complain(self, name: str, message: str) -> None:
-        if name not in self._complained:
+        """Log ``message`` once per family name (and at most for MAX_FAMILIES names)."""
+        if name not in self._complained and len(self._complained) < MAX_FAMILIES:
             self._complained.add(name)
             logger.warning("%s", message)
 

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import re
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from morello.master.channel import LATENCY_BUCKETS
+from morello.worker.stats import RequestStats
 from prefork_support import Load, MasterProcess, running_master, wait_for, write_app
 from prometheus_client.parser import text_string_to_metric_families
 
 import morello
 from morello.metrics.handlers import current
+from morello.metrics.registry import Registry
 from morello.testing import Client
 
 pytestmark = pytest.mark.timeout(120)
@@ -122,6 +127,61 @@ def test_routes_record_the_route_and_action(serve: Callable[..., Client]) -> Non
     dispatcher.connect("post", "/blog/{year}/{slug}", controller=Blog(), action="show")
     client = serve(None, {"/": {"request.dispatch": dispatcher}})
     assert client.get("/blog/2024/hello").body.decode() == repr(("", "/post/show"))
+
+
+# --- the worker's per-handler counters -----------------------------------------------------
+
+
+def handler_series(stats: RequestStats) -> dict[tuple[str, ...], list[float]]:
+    """The per-handler series of one heartbeat's ``metrics``."""
+    entries = [e for e in stats.snapshot()["metrics"] if e["name"] == HANDLER]
+    return {tuple(labels): value for e in entries for labels, value in e["series"]}
+
+
+def serve_one(
+    stats: RequestStats, key: tuple[str, str] | None, status: str, seconds: float
+) -> None:
+    """One request as the worker sees it: dispatched to ``key``, answered ``status``."""
+    started = time.monotonic() - seconds
+    stats.begin(threading.get_ident(), started, {})
+    current.key = key
+    stats.end(threading.get_ident(), started, status)
+
+
+def test_worker_counts_handlers_and_sends_only_what_changed() -> None:
+    stats = RequestStats(registry=Registry())
+    serve_one(stats, ("", "/a"), "200 OK", 0.3)
+    serve_one(stats, ("", "/a"), "200 OK", 0.001)
+    serve_one(stats, ("/api", "/b"), "503 Busy", 0.02)
+    serve_one(stats, None, "400 Bad Request", 0.001)
+    assert current.key is None  # cleared for the next request on this thread
+    series = handler_series(stats)
+    fast, slow = LATENCY_BUCKETS.index(0.005), LATENCY_BUCKETS.index(0.5)
+    counts = series[("/", "/a", "2xx")]
+    assert (counts[fast], counts[slow], sum(counts[:-1])) == (1, 1, 2)
+    assert counts[-1] == pytest.approx(0.301, abs=0.01)
+    assert sum(series[("/api", "/b", "5xx")][:-1]) == 1
+    assert sum(series[("none", "none", "4xx")][:-1]) == 1
+    assert handler_series(stats) == {}  # nothing new since
+    serve_one(stats, ("", "/a"), "200 OK", 0.001)
+    assert list(handler_series(stats)) == [("/", "/a", "2xx")]
+
+
+def test_worker_handlers_past_the_limit_count_as_other() -> None:
+    stats = RequestStats(max_handlers=2, registry=Registry())
+
+    def serve_many() -> None:
+        for n in range(50):
+            serve_one(stats, ("", f"/h{n % 5}"), "200 OK", 0.001)
+
+    threads = [threading.Thread(target=serve_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    counts = {key[1]: sum(value[:-1]) for key, value in handler_series(stats).items()}
+    assert sum(counts.values()) == 200
+    assert len(counts) == 3 and counts["other"] == 120
 
 
 # --- a real master -----------------------------------------------------------------------
