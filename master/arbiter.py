@@ -12,10 +12,14 @@ method (``on_hup``, ``on_term``...). Everything else is decided in
   ``max_surge`` extra workers run at once.
 * A stale worker is retired (SIGTERM, it drains) only when the ready
   workers without it still reach ``target``: replace first, then retire.
-* A worker that exits before it was ready is a boot failure: the next start
-  waits (exponential backoff); during a rollout it aborts the rollout and the
-  old workers stay; after ``max_boot_failures`` in a row the master stops
-  starting workers, keeps the healthy ones, and says why.
+* A worker that exits before it was ready (its warm-up requests included) is
+  a boot failure: the next start waits (exponential backoff); during a
+  rollout it aborts the rollout and the old workers stay; after
+  ``max_boot_failures`` in a row the master stops starting workers, keeps the
+  healthy ones, and says why.
+* With ``canary_seconds``, a rollout starts one new worker and retires nobody
+  until that canary passed (:mod:`.canary`); if it fails, it is retired and
+  the rollout is rolled back.
 """
 
 from __future__ import annotations
@@ -31,20 +35,27 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
 from morello.log_files import reopen_log_files
 
 from . import systemd
+from .canary import Canary
 from .channel import ChannelError
 from .cli import REEXEC_FROM
-from .control import Conflict
 from .ctl import process_gone
 from .metrics import StatsBook
 from .reloader import FileWatcher
 from .settings import Settings
 from .status import Endpoints, EventLog, MasterView
-from .workers import RESTART_REASONS, Channels, State, Worker, default_max_workers, fork_worker
+from .workers import (
+    RESTART_REASONS,
+    Channels,
+    State,
+    Worker,
+    check_scale,
+    default_max_workers,
+    describe_exit,
+    fork_worker,
+)
 
 logger = logging.getLogger("morello.master")
 
@@ -102,6 +113,9 @@ class Arbiter:
         self.restarts = dict.fromkeys(RESTART_REASONS, 0)
         self.announced_ready = False
         self.rollout_from: int | None = None  # generation being replaced
+        self.canary: Canary | None = None
+        #: How the last rolling restart ended (``state``: complete, aborted..., rolled back...).
+        self.last_rollout: dict[str, Any] | None = None
         self.reexec_pid: int | None = None
         self.reexec_command: Callable[[], None] | None = None
         self._next_id = 1
@@ -192,6 +206,9 @@ class Arbiter:
         self.halted = None
         self.boot_failures = 0
         self.spawn_not_before = 0.0
+        self.canary = None
+        if self.settings.canary_seconds and self.ready_count():
+            self.canary = Canary(self.settings, self.generation, self.note)
         systemd.reloading()
         self.note(logging.INFO, "rolling restart to generation %d", self.generation)
 
@@ -226,6 +243,9 @@ class Arbiter:
         if self.reexec_command is None or self.stopping:
             logger.warning("USR2 ignored: re-exec is not possible now")
             return
+        if self.canary is not None and self.canary.judging:  # a new master would not wait for it
+            logger.warning("USR2 ignored: a canary is being judged; retry after its verdict")
+            return
         if self.reexec_pid is not None:
             logger.warning("USR2 ignored: new master %d is already running", self.reexec_pid)
             return
@@ -240,22 +260,8 @@ class Arbiter:
         logger.info("started new master %d; send TERM to %d once it serves", pid, os.getpid())
 
     def scale(self, workers: int) -> None:
-        """Run ``workers`` workers from now on (at least one, at most ``max_workers``).
-
-        Raises ValueError for a number out of bounds, :class:`Conflict` when the
-        application can only run in one worker process.
-        """
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"the number of workers must be a whole number >= 1, not {workers!r}")
-        if workers > self.max_workers:
-            raise ValueError(
-                f"{workers} is above max_workers={self.max_workers} (--max-workers)"
-            )
-        if workers > 1 and self.single_process:
-            raise Conflict(
-                f"the application keeps sessions in RAM ({self.single_process}), which "
-                "other worker processes cannot see; use file, memcached or redis sessions"
-            )
+        """Run ``workers`` workers from now on; what is refused: :func:`.workers.check_scale`."""
+        check_scale(workers, self.max_workers, self.single_process)
         if workers != self.target:
             self.note(logging.INFO, "scaling from %d to %d worker(s)", self.target, workers)
         self.target = workers
@@ -321,7 +327,7 @@ class Arbiter:
                 return
             code = os.waitstatus_to_exitcode(status)
             if pid == self.reexec_pid:
-                logger.error("new master %d exited with %s", pid, _describe_exit(code))
+                logger.error("new master %d exited with %s", pid, describe_exit(code))
                 self.reexec_pid = None
                 continue
             worker = self.workers.pop(pid, None)
@@ -333,11 +339,11 @@ class Arbiter:
         # final counters must reach the totals before they are closed.
         self.channels.drain(worker)
         self.stats.retire(worker.id)
-        how = _describe_exit(code)
+        how = describe_exit(code)
         if not self.stopping:
             self.restarts[worker.retired_for or "crash"] += 1
         if worker.ready_at is None and not self.stopping and worker.retired_for is None:
-            self.boot_failed(worker, how)
+            self.boot_failed(worker, f"{worker.exit_error} ({how})" if worker.exit_error else how)
             return
         if worker.state is State.RETIRING:
             self.note(logging.INFO, "worker %d (pid %d) exited (%s)", worker.id, worker.pid, how)
@@ -361,14 +367,7 @@ class Arbiter:
             worker.id, worker.pid, how, self.boot_failures,
         )
         if self.rollout_from is not None and worker.generation == self.generation:
-            self.note(
-                logging.ERROR,
-                "rolling restart to generation %d aborted; the workers of generation %d "
-                "keep serving",
-                self.generation, self.rollout_from,
-            )
-            self.generation, self.rollout_from = self.rollout_from, None
-            systemd.ready()
+            self.end_rollout(f"aborted: worker {worker.id} failed to boot: {how}", time.monotonic())
         if self.halted:
             return
         if self.boot_failures >= self.settings.max_boot_failures:
@@ -409,6 +408,8 @@ class Arbiter:
                         worker.id, worker.pid, worker.recycle_reason)  # fmt: skip
         elif kind == "draining" and worker.state is not State.RETIRING:
             self._mark_retiring(worker, now)
+        elif kind == "exiting" and message.get("error"):
+            worker.exit_error = str(message["error"])[:500]
 
     def _garbled(self, worker: Worker, error: ChannelError) -> None:
         logger.error("worker %d (pid %d) sent %s; killing it", worker.id, worker.pid, error)
@@ -429,6 +430,9 @@ class Arbiter:
         if self.watcher is not None and self.watcher.changed():
             logger.info("source files changed")
             self.on_hup()
+        failure = self.canary.check(self.workers, now) if self.canary else None
+        if failure:
+            self.end_rollout(f"rolled back: {failure}", now)
         self.balance(now)
         self._announce(now)
 
@@ -464,9 +468,7 @@ class Arbiter:
 
     def check_memory(self) -> None:
         for worker in self.workers.values():
-            try:
-                worker.rss = psutil.Process(worker.pid).memory_info().rss
-            except psutil.Error:
+            if not worker.measure_rss():
                 continue
             self.stats.note_rss(worker.id, worker.rss)
             limit = self.settings.max_rss
@@ -487,7 +489,9 @@ class Arbiter:
             by_preference = sorted(fresh, key=lambda w: (w.state is State.READY, w.started))
             for worker in by_preference[:extra]:
                 self.retire(worker, "scaled down", now, "scale")
-        missing = self.target - len(fresh)
+        # A canary being judged is the only new worker, and the old ones all stay.
+        judging = self.canary is not None and self.canary.judging
+        missing = (1 if judging else self.target) - len(fresh)
         if missing > 0 and not self.halted and now >= self.spawn_not_before:
             room = missing
             if stale:
@@ -497,7 +501,7 @@ class Arbiter:
                 room = min(room, 1 - sum(1 for w in active if w.state is State.BOOTING))
             for _ in range(min(room, SPAWNS_PER_PASS)):
                 self.spawn()
-        ready = sum(1 for w in active if w.state is State.READY)
+        ready = sum(1 for w in (stale if judging else active) if w.state is State.READY)
         for worker in sorted(stale, key=lambda w: w.started):
             cause = "rollout" if worker.recycle_reason is None else "recycle"
             if worker.state is State.BOOTING:
@@ -538,9 +542,25 @@ class Arbiter:
         elif self.rollout_from is not None and not any(
             w.generation <= self.rollout_from for w in self.workers.values()
         ):
-            self.rollout_from = None
-            systemd.ready()
+            self.end_rollout("complete", now)
+
+    def end_rollout(self, outcome: str, now: float) -> None:
+        """The rolling restart is over: ``complete``, or not (then the generation it
+        replaces is current again, its workers keep serving, and a canary is retired)."""
+        self.last_rollout = {"from_generation": self.rollout_from, "to_generation": self.generation,
+                             "state": outcome, "time": round(time.time(), 3)}  # fmt: skip
+        if outcome == "complete":
             self.note(logging.INFO, "rolling restart to generation %d complete", self.generation)
+        else:
+            self.note(logging.ERROR, "rolling restart to generation %d %s; the workers of "
+                      "generation %d keep serving", self.generation, outcome,
+                      self.rollout_from)  # fmt: skip
+            canary = self.canary.worker if self.canary and self.canary.judging else None
+            if canary is not None and canary.active and canary.pid in self.workers:
+                self.retire(canary, "the canary failed", now, "rollout")
+            self.generation = self.rollout_from
+        self.rollout_from = self.canary = None
+        systemd.ready(f"generation {self.generation}; last rollout {outcome}")
 
     # -- helpers -------------------------------------------------------------
 
@@ -588,8 +608,3 @@ class Arbiter:
             os.getpid(), self.stats.totals()["requests"],
         )
 
-
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"

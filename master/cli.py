@@ -79,6 +79,17 @@ def serve_parser() -> argparse.ArgumentParser:
     add("--max-boot-failures",
         help="boot failures in a row after which no more workers are started (default 5)")
     add("--max-surge", help="extra workers started at once during a rollout")
+    add("--warmup", action="append", metavar="PATH",
+        help="GET PATH from the app in each new worker before it is ready; an answer "
+             "that is not 2xx is a boot failure (repeatable)")
+    add("--canary-seconds", help="during a rollout, the first new worker serves this long "
+        "beside the old ones and is compared with them first (default 0: no canary)")
+    add("--canary-max-5xx-rate", help="how far the canary's 5xx rate may exceed the old "
+        "workers' (default 0.01)")
+    add("--canary-max-p99-ratio", help="how many times the old workers' p99 latency the "
+        "canary's may reach (default 2)")
+    add("--canary-min-requests", help="requests the canary serves before it is judged "
+        "(default 100)")
     add("-p", "--pidfile", help="write the master's pid to this file")
     add("-D", "--daemon", action="store_true", help="detach into the background")
     add("-u", "--user", help="switch to this user after binding")

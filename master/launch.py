@@ -187,9 +187,11 @@ class Launch:
                 config_file=settings.config,
                 heartbeat_interval=settings.heartbeat_interval,
                 metrics_max_handlers=settings.metrics_max_handlers,
+                tracemalloc=settings.tracemalloc,
                 request_timeout=settings.request_timeout,
                 max_requests=max_requests,
                 graceful_timeout=settings.graceful_timeout,
+                warmup=tuple(settings.warmup),
                 app_name=settings.title_name,
                 master_pid=os.getppid(),
                 # Pre-flight ran the current code, not what a HUP brings later.

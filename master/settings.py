@@ -41,6 +41,7 @@ EXPECTED = {
     "size": "a size like 512M (bytes, or a K, M, G or T suffix)",
     "bool": "True or False",
     "mode": "an octal mode like 660",
+    "paths": "a list of request paths like ['/', '/api/health']",
 }
 
 #: ``source`` of :meth:`Settings.updated` for flags: errors then name the flag.
@@ -111,6 +112,9 @@ class Settings:
     heartbeat_interval: float = 1.0
     #: Distinct handlers the per-handler latency metrics keep apart; later ones are ``other``.
     metrics_max_handlers: int = 100
+    #: Workers trace allocations this many frames deep and log, when they drain, where
+    #: their memory grew (0: off; tracing slows every allocation).
+    tracemalloc: int = 0
     #: New workers started ahead of retiring old ones during a rollout.
     max_surge: int = 1
     #: Consecutive boot failures after which the master stops starting workers.
@@ -118,6 +122,18 @@ class Settings:
     #: First pause after a boot failure; it doubles up to ``boot_backoff_max``.
     boot_backoff: float = 0.5
     boot_backoff_max: float = 30.0
+    #: Paths every new worker GETs from its app in-process before it is ready;
+    #: an answer that is not 2xx is a boot failure.
+    warmup: list[str] = field(default_factory=list)
+    #: Seconds the first new worker of a rollout serves beside the old ones and
+    #: is compared with them before the rollout goes on (0: no canary).
+    canary_seconds: float = 0.0
+    #: How far the canary's 5xx rate may exceed the old workers' (0.01: one point).
+    canary_max_5xx_rate: float = 0.01
+    #: How many times the old workers' p99 latency the canary's may reach.
+    canary_max_p99_ratio: float = 2.0
+    #: Requests the canary must serve before it is judged.
+    canary_min_requests: int = 100
     #: Name shown in process titles; defaults to the app spec.
     name: str = ""
     #: Where master and workers log (``-``: standard error).
@@ -159,7 +175,7 @@ class Settings:
                 raise ValueError(f"health_bind: {exc}") from None
         if self.control_token is not None and not self.control_token.strip():
             raise ValueError("control_token must not be empty")
-        for name in ("max_requests", "max_requests_jitter"):
+        for name in ("max_requests", "max_requests_jitter", "tracemalloc"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, not {getattr(self, name)!r}")
         for name in ("timeout", "boot_timeout", "graceful_timeout", "heartbeat_interval"):
@@ -167,10 +183,30 @@ class Settings:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
         if self.request_timeout is not None and self.request_timeout <= 0:
             raise ValueError(f"request_timeout must be positive, not {self.request_timeout!r}")
+        self.check_rollout()
         if self.heartbeat_interval * 2 > self.timeout:
             raise ValueError(
                 f"timeout ({self.timeout}s) must be at least twice heartbeat_interval "
                 f"({self.heartbeat_interval}s), or healthy workers would be aborted"
+            )
+
+    def check_rollout(self) -> None:
+        """Raise ValueError when the warm-up or canary settings cannot work."""
+        from morello.worker.warmup import check_paths
+
+        check_paths(self.warmup)
+        if self.canary_seconds < 0:
+            raise ValueError(f"canary_seconds must not be negative, not {self.canary_seconds!r}")
+        if not 0 <= self.canary_max_5xx_rate <= 1:
+            raise ValueError("canary_max_5xx_rate must be a fraction from 0 to 1 (0.01 is 1%), "
+                             f"not {self.canary_max_5xx_rate!r}")  # fmt: skip
+        if self.canary_max_p99_ratio < 1:
+            raise ValueError(
+                f"canary_max_p99_ratio must be at least 1, not {self.canary_max_p99_ratio!r}"
+            )
+        if self.canary_min_requests < 1:
+            raise ValueError(
+                f"canary_min_requests must be at least 1, not {self.canary_min_requests!r}"
             )
 
     def check_logs(self) -> None:
@@ -225,6 +261,8 @@ def convert(key: str, value: Any) -> Any:
         return parse_size(value)
     if key == "bind":
         return [value] if isinstance(value, str) else [str(item) for item in value]
+    if key == "warmup":
+        return _paths(value)
     if value is None and kind.endswith("| None"):
         return None
     if key == "unix_mode":
@@ -240,6 +278,14 @@ def convert(key: str, value: Any) -> Any:
     if kind.startswith("float"):
         return _number(value, "float", float)
     return value
+
+
+def _paths(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise _expected("paths", value)
 
 
 def _number(value: Any, kind: str, parse: Callable[[Any], Any]) -> Any:

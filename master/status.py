@@ -131,7 +131,8 @@ class MasterView:
                 "generation": arbiter.generation,
                 "target_workers": arbiter.target,
                 "active_workers": sum(1 for w in workers if w.active),
-                "rollout": self._rollout(),
+                "rollout": self._rollout(now),
+                "last_rollout": arbiter.last_rollout,
                 "boot_failures": arbiter.boot_failures,
                 "max_workers": arbiter.max_workers,
                 "restarts": sum(arbiter.restarts.values()),
@@ -144,8 +145,8 @@ class MasterView:
             "events": arbiter.events.recent(),
         }
 
-    def _rollout(self) -> dict[str, int] | None:
-        """The rolling restart under way: from which generation, and how far it got."""
+    def _rollout(self, now: float) -> dict[str, Any] | None:
+        """The rolling restart under way: from which generation, how far it got, its canary."""
         arbiter = self.arbiter
         if arbiter.rollout_from is None:
             return None
@@ -153,8 +154,9 @@ class MasterView:
             1 for w in arbiter.workers.values()
             if w.state is State.READY and w.generation == arbiter.generation
         )  # fmt: skip
-        return {"from_generation": arbiter.rollout_from, "ready": ready,
-                "target": arbiter.target}  # fmt: skip
+        canary = arbiter.canary
+        return {"from_generation": arbiter.rollout_from, "ready": ready, "target": arbiter.target,
+                "canary": canary.describe(arbiter.workers, now) if canary else None}  # fmt: skip
 
     def metrics(self) -> str:
         """The Prometheus text exposition of the workers' counters and the status."""

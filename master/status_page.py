@@ -107,8 +107,34 @@ def _alerts(master: dict[str, Any]) -> Iterable[str]:
             f'<p class="alert warn"><strong>Rolling restart</strong> from generation '
             f"{escape(str(rollout.get('from_generation')))} to "
             f"{escape(str(master.get('generation')))}: {escape(str(rollout.get('ready')))} "
-            f"of {escape(str(rollout.get('target')))} new workers ready.</p>"
+            f"of {escape(str(rollout.get('target')))} new workers ready."
+            f"{escape(_canary_text(rollout.get('canary')))}</p>"
         )
+    last = master.get("last_rollout")
+    if isinstance(last, dict) and last.get("state") != "complete" and not rollout:
+        # A rollout that did not go through: the old generation serves, and here is why.
+        yield (
+            f'<p class="alert"><strong>Last rolling restart</strong> to generation '
+            f"{escape(str(last.get('to_generation')))} (at {escape(_clock(last.get('time')))} "
+            f"UTC) {escape(str(last.get('state')))}; generation "
+            f"{escape(str(master.get('generation')))} keeps serving.</p>"
+        )
+
+
+def _canary_text(canary: Any) -> str:
+    """`` Canary pid 12: judging, 20s left, 340 requests (...).`` or nothing."""
+    if not isinstance(canary, dict):
+        return ""
+    parts = [str(canary.get("state"))]
+    if canary.get("seconds_left") is not None:
+        parts.append(f"{_duration(canary['seconds_left'])} left")
+    requests, needed = canary.get("requests"), canary.get("min_requests")
+    if isinstance(requests, int):
+        short = isinstance(needed, int) and requests < needed
+        parts.append(f"{requests} requests" + (f" of the {needed} needed" if short else ""))
+    summary = f" ({canary['summary']})" if canary.get("summary") else ""
+    pid = f" pid {canary['pid']}" if canary.get("pid") else ""
+    return f" Canary{pid}: {', '.join(parts)}{summary}."
 
 
 def _summary(master: dict[str, Any]) -> str:
@@ -119,7 +145,7 @@ def _summary(master: dict[str, Any]) -> str:
         ("Uptime", _duration(master.get("uptime"))),
         ("Generation", master.get("generation")),
         ("Workers", f"{active} of {target}" if active is not None else target),
-        ("Rollout", f"{rollout['ready']} / {rollout['target']} ready" if rollout else "none"),
+        ("Rollout", _rollout_cell(rollout, master.get("last_rollout"))),
         ("Boot failures", master.get("boot_failures", 0)),
         ("Restarts", master.get("restarts", 0)),
         ("Binds", ", ".join(map(str, master.get("binds", []))) or "-"),
@@ -129,6 +155,18 @@ def _summary(master: dict[str, Any]) -> str:
         for name, value in items
     )
     return f"<dl>{cells}</dl>"
+
+
+def _rollout_cell(rollout: Any, last: Any) -> str:
+    """The summary's Rollout cell: progress of the one under way, else how the last one ended."""
+    if rollout:
+        canary = rollout.get("canary")
+        if isinstance(canary, dict) and canary.get("state") != "passed":
+            return f"canary {canary.get('state')}"
+        return f"{rollout['ready']} / {rollout['target']} ready"
+    if isinstance(last, dict):
+        return str(last.get("state", "none")).split(":")[0]
+    return "none"
 
 
 #: The workers table's columns, and whether each holds text (left-aligned) or a number.

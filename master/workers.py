@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from .channel import MAX_MESSAGE, ChannelError, MessageReader
+from .control import Conflict
 from .settings import default_workers
 
 #: Why a worker ended, as ``morello_worker_restarts_total{reason}`` counts it: it
@@ -68,6 +69,8 @@ class Worker:
     kill_at: float | None = None
     #: Set once SIGABRT was sent for a missed heartbeat, so it is sent once.
     aborted: bool = False
+    #: Why it could not boot, as its last message said (a warm-up answer, an import error).
+    exit_error: str | None = None
     rss: int | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     #: (time, requests) of the heartbeat before the last one, for the request rate.
@@ -87,6 +90,14 @@ class Worker:
             os.kill(self.pid, sig)
         except ProcessLookupError:
             pass
+
+    def measure_rss(self) -> bool:
+        """Update :attr:`rss`; False when the process cannot be measured (it is gone)."""
+        try:
+            self.rss = psutil.Process(self.pid).memory_info().rss
+        except psutil.Error:
+            return False
+        return True
 
     def age(self, now: float) -> float:
         return now - self.started
@@ -126,6 +137,28 @@ class Worker:
             "recycle_reason": self.recycle_reason,
             "retired_for": self.retired_for,
         }
+
+
+def check_scale(workers: int, max_workers: int, single_process: str | None) -> None:
+    """Raise unless the master may run ``workers`` workers: ValueError for a number out
+    of bounds (below one, above ``max_workers``), :class:`Conflict` when the
+    application can only run in one worker process (``single_process`` says why)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"the number of workers must be a whole number >= 1, not {workers!r}")
+    if workers > max_workers:
+        raise ValueError(f"{workers} is above max_workers={max_workers} (--max-workers)")
+    if workers > 1 and single_process:
+        raise Conflict(
+            f"the application keeps sessions in RAM ({single_process}), which "
+            "other worker processes cannot see; use file, memcached or redis sessions"
+        )
+
+
+def describe_exit(code: int) -> str:
+    """``exit code 3`` or ``killed by SIGKILL``, from ``os.waitstatus_to_exitcode``."""
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def fork_worker(worker_id: int, generation: int, run: Callable[[Worker], object]) -> Worker:

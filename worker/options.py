@@ -54,6 +54,8 @@ class WorkerOptions:
     heartbeat_interval: float = 1.0
     #: Distinct handlers the per-handler latency metrics keep apart (later ones: ``other``).
     metrics_max_handlers: int = 100
+    #: Frames ``tracemalloc`` keeps per allocation, to log where memory grew (0: off).
+    tracemalloc: int = 0
     #: Seconds a request may run before the worker asks to be recycled (None: no limit).
     request_timeout: float | None = None
     #: Requests after which the worker asks to be recycled (0: never).
@@ -70,6 +72,9 @@ class WorkerOptions:
     #: Extra attributes set on every :class:`morello.httpserver.Server` the worker
     #: builds (``socket_timeout``, ``max_request_body_size``...), after the config file.
     server_settings: dict[str, Any] = field(default_factory=dict)
+    #: Paths (``/health?full=1``) GET from the application in-process before the
+    #: worker is ready; any answer but 2xx is a boot failure (see :mod:`.warmup`).
+    warmup: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.number < 1:

@@ -4,7 +4,8 @@
 
     forked by the master
       -> reset inherited signals, install ours, watch the master
-      -> "booting"   load the application, start the engine and servers
+      -> "booting"   load the application, start the engine, run the warm-up
+                     requests, start the servers
       -> "ready"     serve; heartbeats; maybe "recycle"
       -> "draining"  (SIGTERM, the master is gone, or the engine stopped
                      under us) stop accepting, finish what is in flight
@@ -26,6 +27,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from morello.master import server_logs
@@ -36,6 +38,7 @@ import morello
 from morello.log_files import reopen_log_files
 
 from . import signal_handling
+from .allocations import AllocationTrace
 from .app_loading import BootError, prepare_app
 from .options import (
     EXIT_ABORTED,
@@ -45,8 +48,9 @@ from .options import (
     EXIT_ORPHANED,
     WorkerOptions,
 )
-from .servers import build_servers, prepare_engine, thread_count
+from .servers import build_servers, prepare_engine, start_servers, thread_count
 from .stats import RequestStats, StatsMiddleware
+from .warmup import warm_up
 from .watchdog import Watchdog
 
 #: How often the main thread wakes up to publish the engine's ``main`` channel
@@ -60,6 +64,18 @@ ENGINE_EXIT_TIMEOUT = 5.0
 WATCHDOG_STOP_TIMEOUT = 0.5
 #: Drain reason when the engine stopped without the master asking.
 ENGINE_STOPPED = "engine_stopped"
+
+
+def _start(what: str, start: Callable[[], object]) -> None:
+    """Call ``start``; what it raises becomes a :class:`BootError` naming ``what``."""
+    try:
+        start()
+    except Exception as exc:
+        # The bus gathers its listeners' errors into one ChannelFailures.
+        get_instances = getattr(exc, "get_instances", None)
+        errors = (get_instances() if get_instances else None) or [exc]
+        reasons = "; ".join(f"{type(error).__name__}: {error}" for error in errors)
+        raise BootError(f"{what} did not start: {reasons}", show_traceback=True) from errors[0]
 
 
 def run(options: WorkerOptions) -> NoReturn:
@@ -109,7 +125,10 @@ class Worker:
         # The master must not scale an app that keeps its sessions in RAM.
         alone = next(iter(ram_session_users(morello.tree)), None)
         self.channel.send("ready", number=self.options.number, single_process=alone)
+        trace = AllocationTrace(self.options.tracemalloc) if self.options.tracemalloc else None
         reason = self._serve()
+        if trace is not None:
+            trace.log(self._log)
         return self._drain(reason)
 
     def _take_over_process(self) -> None:
@@ -165,17 +184,13 @@ class Worker:
         server_logs.take_over_screen()
         self.servers = build_servers(options, StatsMiddleware(app, self.stats), self._log)
         prepare_engine()
+        _start("the engine", morello.engine.start)
+        # The app's own start listeners ran; the workers already serving keep
+        # taking the connections until this one answered its warm-up requests.
+        scheme = "https" if morello.server.ssl_context or morello.server.ssl_certificate else "http"
+        warm_up(app, options.warmup, options.sockets[0], scheme)
         self.accepting.set()
-        try:
-            morello.engine.start()
-        except Exception as exc:
-            # The bus gathers its listeners' errors into one ChannelFailures.
-            get_instances = getattr(exc, "get_instances", None)
-            errors = (get_instances() if get_instances else None) or [exc]
-            reasons = "; ".join(f"{type(error).__name__}: {error}" for error in errors)
-            raise BootError(
-                f"the engine did not start: {reasons}", show_traceback=True
-            ) from errors[0]
+        _start("the servers", lambda: start_servers(self.servers))
         # Application code may have installed handlers of its own meanwhile.
         self._install_signal_handlers()
         self.watchdog = Watchdog(

@@ -50,7 +50,8 @@ _SHARED_SETTINGS = (
 def build_servers(
     options: WorkerOptions, app: Callable[..., Any], log: Callable[[str], None]
 ) -> list[Server]:
-    """One subscribed :class:`Server` per inherited socket, serving ``app``."""
+    """One :class:`Server` per inherited socket, serving ``app``; :func:`start_servers`
+    starts them."""
     primary = morello.server
     servers = []
     for index, sock in enumerate(options.sockets):
@@ -65,7 +66,8 @@ def build_servers(
         server.thread_pool_max = options.threads
         server.app = app
         server.httpserver = DrainingWSGIServer(server, app, idle_grace=options.idle_grace)
-        server.subscribe()
+        # Not with the engine: start_servers() starts them once the app passed its warm-up.
+        server.unsubscribe()
         servers.append(server)
     # Servers configured as server.<name>.* would bind their own address in
     # every worker (and fail in all but one): only the master binds.
@@ -74,6 +76,13 @@ def build_servers(
             extra.unsubscribe()
             log(f"Ignoring server {name!r}: workers serve on the master's sockets only.")
     return servers
+
+
+def start_servers(servers: list[Server]) -> None:
+    """Start accepting on every server, and stop them with the engine from now on."""
+    for server in servers:
+        server.subscribe()
+        server.start()
 
 
 def thread_count(servers: list[Server]) -> int:
