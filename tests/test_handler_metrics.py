@@ -360,3 +360,21 @@ def test_memory_recycling_names_what_the_worker_served(tmp_path: Path) -> None:
     match = re.fullmatch(r"grew \+(\d+)\.\d MiB since it started; served most: "
                          r"/grow \([34]\), /pid \(1\)", line)  # fmt: skip
     assert match and int(match.group(1)) >= 200, line
+
+
+def test_traced_workers_log_where_their_memory_grew(tmp_path: Path) -> None:
+    write_app(tmp_path)
+    (tmp_path / "site.conf").write_text("[global]\nmaster.tracemalloc = 2\n")
+    with running_master(tmp_path, "-c", "site.conf", "--max-rss", "150M", workers=1) as master:
+        first = master.worker_pids()
+        assert requests.get(f"{master.url}/grow?mb=200", timeout=10).status_code == 200
+        master.wait_ready(1, exclude=first)
+        wait_for(lambda: "memory grown while serving" in master.log(), what="the report")
+    # The application line that kept the memory comes first, with about what it kept.
+    report = master.log().split("memory grown while serving", 1)[1].splitlines()[1]
+    match = re.search(r"\+(\d+)\.\d MiB in \+\d+ block\(s\) at (\S+):(\d+)", report)
+    assert match, report
+    grown, filename, line = int(match.group(1)), match.group(2), int(match.group(3))
+    assert 190 <= grown <= 210
+    assert Path(filename) == tmp_path / "app.py"
+    assert "bytearray" in (tmp_path / "app.py").read_text().splitlines()[line - 1]
