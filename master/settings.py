@@ -204,6 +204,12 @@ class Settings:
             raise ValueError(
                 f"canary_max_p99_ratio must be at least 1, not {self.canary_max_p99_ratio!r}"
             )
+        if 0 < self.canary_seconds < 2 * self.heartbeat_interval:
+            raise ValueError(
+                f"canary_seconds ({self.canary_seconds}s) must be 0 or at least twice "
+                f"heartbeat_interval ({self.heartbeat_interval}s): the canary is judged on the "
+                "counters its heartbeats bring"
+            )
         if self.canary_min_requests < 1:
             raise ValueError(
                 f"canary_min_requests must be at least 1, not {self.canary_min_requests!r}"

@@ -25,6 +25,7 @@ from morello.master.workers import State, Worker
 from prefork_support import Load, running_master, wait_for
 from test_arbiter import record_spawns
 from test_status_page import BROWSER, page_of
+from test_warmup import serve
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -144,6 +145,26 @@ def test_a_canary_that_dies_fails_and_one_recycled_hands_over() -> None:
     assert handed.canary.check(handed.workers, 2.0) is None
     assert handed.canary.worker is handed.workers[4] and handed.canary.started == 2.0
     assert canary.pid == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--canary-seconds", "-1"], "canary_seconds must not be negative"),
+        (["--canary-seconds", "1"], "must be 0 or at least twice heartbeat_interval (1.0s)"),
+        (["--canary-max-5xx-rate", "5"], "canary_max_5xx_rate must be a fraction from 0 to 1"),
+        (["--canary-max-p99-ratio", "0.5"], "canary_max_p99_ratio must be at least 1"),
+        (["--canary-min-requests", "0"], "canary_min_requests must be at least 1"),
+        (["--canary-seconds", "soon"], "--canary-seconds: expected a number of seconds"),
+    ],
+)
+def test_bad_canary_settings_stop_the_start_in_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = serve(tmp_path, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 # -- what the arbiter does while a canary is judged ---------------------------------
