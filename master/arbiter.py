@@ -501,7 +501,9 @@ class Arbiter:
                 room = min(room, 1 - sum(1 for w in active if w.state is State.BOOTING))
             for _ in range(min(room, SPAWNS_PER_PASS)):
                 self.spawn()
-        ready = sum(1 for w in (stale if judging else active) if w.state is State.READY)
+        # While judging, only the old generation's ready workers make room to retire one.
+        counted = [w for w in stale if w.generation < self.generation] if judging else active
+        ready = sum(1 for w in counted if w.state is State.READY)
         for worker in sorted(stale, key=lambda w: w.started):
             cause = "rollout" if worker.recycle_reason is None else "recycle"
             if worker.state is State.BOOTING:

@@ -171,7 +171,8 @@ class Canary:
     def _pick(self, workers: Mapping[int, Worker], now: float) -> None:
         """Make the first ready worker of the new generation the canary, if there is one."""
         for worker in workers.values():
-            if worker.generation == self.generation and worker.state is State.READY:
+            if (worker.generation == self.generation and worker.state is State.READY
+                    and worker.recycle_reason is None):  # fmt: skip
                 self.worker, self.started, self.summary = worker, now, None
                 self.baseline = {
                     w.pid: Counts.of(w.stats) for w in workers.values() if w.state is State.READY

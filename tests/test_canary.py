@@ -206,6 +206,19 @@ def test_while_the_canary_is_judged_no_other_worker_starts_and_none_retires(
     assert arbiter.reexec_pid is None
 
 
+def test_a_canary_that_asks_to_be_recycled_retires_no_old_worker(
+    arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned = record_spawns(arbiter, monkeypatch)
+    arbiter.on_hup()
+    arbiter.supervise(0.0)
+    spawned[0].state = State.READY
+    arbiter.supervise(0.0)
+    spawned[0].recycle_reason = "max_requests"
+    arbiter.supervise(1.0)
+    assert [w.state for w in arbiter.workers.values()] == [State.READY] * 3
+
+
 def test_a_failed_canary_is_retired_and_the_old_generation_stays_current(
     arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
