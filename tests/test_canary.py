@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from morello.master.workers import State, Worker
 from prefork_support import Load, running_master, wait_for
 from test_arbiter import record_spawns
 from test_status_page import BROWSER, page_of
+from test_systemd import receiver  # noqa: F401 (a fixture)
 from test_warmup import serve
 
 pytestmark = pytest.mark.timeout(180)
@@ -220,10 +222,11 @@ def test_a_canary_that_asks_to_be_recycled_retires_no_old_worker(
 
 
 def test_a_failed_canary_is_retired_and_the_old_generation_stays_current(
-    arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch
+    arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch, receiver: socket.socket  # noqa: F811
 ) -> None:
     spawned = record_spawns(arbiter, monkeypatch)
     arbiter.on_hup()
+    assert receiver.recv(4096).startswith(b"RELOADING=1")
     arbiter.supervise(0.0)
     canary = spawned[0]
     canary.state = State.READY
@@ -233,6 +236,9 @@ def test_a_failed_canary_is_retired_and_the_old_generation_stays_current(
     assert canary.state is State.RETIRING and canary.retired_for == "rollout"
     assert arbiter.generation == 1 and arbiter.rollout_from is None and arbiter.canary is None
     assert arbiter.last_rollout["state"] == "rolled back: canary 5xx rate 100.0% vs 0.0%"
+    # systemd hears that the reload is over, and how it ended.
+    assert receiver.recv(4096) == (b"READY=1\nSTATUS=generation 1; last rollout rolled back: "
+                                   b"canary 5xx rate 100.0% vs 0.0%")  # fmt: skip
     arbiter.supervise(SECONDS + 1)
     assert len(spawned) == 1  # the old workers are the current generation again
 
