@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import systemd
 from .channel import LATENCY_BUCKETS
 from .settings import Settings
 from .workers import State, Worker
@@ -173,14 +174,19 @@ class Canary:
         for worker in workers.values():
             if (worker.generation == self.generation and worker.state is State.READY
                     and worker.recycle_reason is None):  # fmt: skip
-                self.worker, self.started, self.summary = worker, now, None
-                self.baseline = {
-                    w.pid: Counts.of(w.stats) for w in workers.values() if w.state is State.READY
-                }
-                self.note(logging.INFO, "canary: worker %d (pid %d) of generation %d serves "
-                          "beside the old workers for %gs", worker.id, worker.pid,
-                          self.generation, self.settings.canary_seconds)  # fmt: skip
-                return
+                break
+        else:
+            return
+        self.worker, self.started, self.summary = worker, now, None
+        self.baseline = {
+            w.pid: Counts.of(w.stats) for w in workers.values() if w.state is State.READY
+        }
+        seconds = self.settings.canary_seconds
+        self.note(logging.INFO, "canary: worker %d (pid %d) of generation %d serves beside "
+                  "the old workers for %gs", worker.id, worker.pid, self.generation,
+                  seconds)  # fmt: skip
+        systemd.status(f"rolling restart to generation {self.generation}: canary worker "
+                       f"{worker.id} judged for {seconds:g}s")  # fmt: skip
 
     def measure(self, workers: Mapping[int, Worker]) -> tuple[Counts, Counts]:
         """What the canary and the old generation served since the window started."""

@@ -231,6 +231,8 @@ def test_a_failed_canary_is_retired_and_the_old_generation_stays_current(
     canary = spawned[0]
     canary.state = State.READY
     arbiter.supervise(0.0)
+    assert receiver.recv(4096) == (f"STATUS=rolling restart to generation 2: canary worker "
+                                   f"{canary.id} judged for {SECONDS:g}s").encode()  # fmt: skip
     canary.stats = heartbeat(MIN_REQUESTS, errors=MIN_REQUESTS)
     arbiter.supervise(SECONDS)
     assert canary.state is State.RETIRING and canary.retired_for == "rollout"
