@@ -107,7 +107,7 @@ class RequestStats:
     def __init__(self, max_handlers: int = MAX_HANDLERS, registry: Registry = REGISTRY) -> None:
         self.max_handlers = max_handlers
         self.registry = registry
-        # Handler keys counted separately, over all threads (appended under the lock).
+        # Handler keys counted separately, over all threads (added under the lock).
         self._known: set[tuple[str | None, str]] = set()
         # Cumulative per-handler cells as last sent, guarded by _delta_lock.
         self._sent: dict[tuple[str | None, str], list[float]] = {}
@@ -156,7 +156,8 @@ class RequestStats:
         counted = key in self._known
         if not counted:
             with self._lock:
-                counted = len(self._known) < self.max_handlers
+                # Another thread may have added it meanwhile.
+                counted = key in self._known or len(self._known) < self.max_handlers
                 if counted:
                     self._known.add(key)
         if not counted:

@@ -11,6 +11,10 @@ Define a metric once, at import time, and record from any handler::
     ORDERS.labels("gift").inc()
     BASKET.observe(42.0)
 
+Recording takes no lock (each thread counts in its own cells). ``labels()``
+finds the series in a dict; keep the series it returns when a hot path uses
+the same labels again and again.
+
 Under ``morello serve`` each worker sends what changed in its heartbeats and
 the master adds it up on its ``/metrics``: counters and histograms keep
 growing when workers exit or are replaced; gauges combine the live workers'
