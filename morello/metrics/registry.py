@@ -68,9 +68,13 @@ class FamilyData:
 
 
 class Series:
-    """One label combination of a metric; records without a lock (see the module doc)."""
+    """One label combination of a metric; records without a lock (see the module doc).
 
-    __slots__ = ("metric", "values", "_local", "_cells", "_cells_lock", "_gauge")
+    One subclass per kind, so that recording tests nothing it need not; the
+    methods of the other kinds raise TypeError.
+    """
+
+    __slots__ = ("metric", "values", "_local", "_cells", "_cells_lock")
 
     def __init__(self, metric: Metric, values: tuple[str, ...]) -> None:
         self.metric = metric
@@ -78,73 +82,100 @@ class Series:
         self._local = threading.local()
         self._cells: list[list[float]] = []
         self._cells_lock = threading.Lock()
-        self._gauge = 0.0
 
     def _cell(self) -> list[float]:
         """This thread's cell (created on its first use, kept after the thread ends)."""
-        try:
-            return self._local.cell
-        except AttributeError:
-            cell = self._local.cell = [0.0] * self.metric.width
-            with self._cells_lock:
-                self._cells.append(cell)
-            return cell
+        cell = self._local.cell = [0.0] * self.metric.width
+        with self._cells_lock:
+            self._cells.append(cell)
+        return cell
+
+    def _all_cells(self) -> list[list[float]]:
+        with self._cells_lock:
+            return list(self._cells)
 
     def inc(self, amount: float = 1.0) -> None:
-        """Add ``amount`` (counters: never negative)."""
-        metric = self.metric
-        if metric.kind == "gauge":
-            with self._cells_lock:
-                self._gauge += amount
-            return
-        if metric.kind != "counter":
-            raise TypeError(f"{metric.name} is a {metric.kind}: use observe()")
+        """Add ``amount`` (counters: never negative; gauges)."""
+        raise TypeError(f"{self.metric.name} is a {self.metric.kind}: use observe()")
+
+    def dec(self, amount: float = 1.0) -> None:
+        """Subtract ``amount`` (gauges only)."""
+        raise TypeError(f"{self.metric.name} is a {self.metric.kind}: dec() is for gauges")
+
+    def set(self, value: float) -> None:
+        """Set the value (gauges only)."""
+        raise TypeError(f"{self.metric.name} is a {self.metric.kind}: set() is for gauges")
+
+    def observe(self, value: float) -> None:
+        """Count ``value`` in its bucket and add it to the sum (histograms only)."""
+        raise TypeError(f"{self.metric.name} is a {self.metric.kind}, not a histogram")
+
+    def value(self) -> Any:
+        """The cumulative value: a number, or a histogram's bucket counts then the sum."""
+        raise NotImplementedError
+
+
+class _CounterSeries(Series):
+    __slots__ = ()
+
+    def inc(self, amount: float = 1.0) -> None:
         if not amount >= 0:
-            raise ValueError(f"{metric.name}: a counter only goes up, not by {amount!r}")
+            raise ValueError(f"{self.metric.name}: a counter only goes up, not by {amount!r}")
         try:
             cell = self._local.cell
         except AttributeError:
             cell = self._cell()
         cell[0] += amount
 
-    def dec(self, amount: float = 1.0) -> None:
-        """Subtract ``amount`` (gauges only)."""
-        self._gauge_only("dec")
-        with self._cells_lock:
-            self._gauge -= amount
+    def value(self) -> float:
+        return sum(cell[0] for cell in self._all_cells())
 
-    def set(self, value: float) -> None:
-        """Set the value (gauges only)."""
-        self._gauge_only("set")
-        self._gauge = float(value)
+
+class _HistogramSeries(Series):
+    __slots__ = ()
 
     def observe(self, value: float) -> None:
-        """Count ``value`` in its bucket and add it to the sum (histograms only)."""
-        metric = self.metric
-        if metric.kind != "histogram":
-            raise TypeError(f"{metric.name} is a {metric.kind}, not a histogram")
         try:
             cell = self._local.cell
         except AttributeError:
             cell = self._cell()
-        cell[bisect_left(metric.buckets, value)] += 1
+        cell[bisect_left(self.metric.buckets, value)] += 1
         cell[-1] += value
 
-    def _gauge_only(self, method: str) -> None:
-        if self.metric.kind != "gauge":
-            raise TypeError(f"{self.metric.name} is a {self.metric.kind}: {method}() is for gauges")
+    def value(self) -> list[float]:
+        cells = self._all_cells()
+        if not cells:
+            return [0.0] * self.metric.width
+        return [sum(column) for column in zip(*cells, strict=True)]
 
-    def value(self) -> Any:
-        """The cumulative value: a number, or a histogram's bucket counts then the sum."""
-        if self.metric.kind == "gauge":
-            return self._gauge
+
+class _GaugeSeries(Series):
+    """A gauge is one value per process: set, or changed under the lock."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, metric: Metric, values: tuple[str, ...]) -> None:
+        super().__init__(metric, values)
+        self._value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
         with self._cells_lock:
-            cells = list(self._cells)
-        if self.metric.kind == "counter":
-            return sum(cell[0] for cell in cells)
-        return [sum(column) for column in zip(*cells, strict=True)] if cells else (
-            [0.0] * self.metric.width
-        )
+            self._value += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        with self._cells_lock:
+            self._value -= amount
+
+    def set(self, value: float) -> None:
+        self._value = float(value)
+
+    def value(self) -> float:
+        return self._value
+
+
+_SERIES_CLASSES: dict[str, type[Series]] = {
+    "counter": _CounterSeries, "gauge": _GaugeSeries, "histogram": _HistogramSeries,
+}  # fmt: skip
 
 
 class Metric:
@@ -186,6 +217,10 @@ class Metric:
                     f"{self.name} takes the labels {self.label_names}, got {sorted(named)}"
                 )
             values = tuple(named[label] for label in self.label_names)
+        # Label values are strings almost always: look them up as they are first.
+        series = self._series.get(values)
+        if series is not None:
+            return series
         key = tuple(str(value) for value in values)
         series = self._series.get(key)
         if series is not None:
@@ -215,7 +250,7 @@ class Metric:
                 series = self._series.get(key)
                 if series is not None:
                     return series
-            series = self._series[key] = Series(self, key)
+            series = self._series[key] = _SERIES_CLASSES[self.kind](self, key)
             return series
 
     def _unlabelled(self) -> Series:
