@@ -23,6 +23,15 @@ by itself (it crashed, was aborted for silence, or drained on its own) fails.
 One the master retired (it asked to be recycled) hands over to the next new
 worker, which starts a new window.
 
+While a canary is judged the arbiter starts no other new worker, and retires
+an old one only when the old generation has more ready workers than the
+target: TTIN raises the target, filled by new workers once the canary passed;
+TTOU retires old workers at once, never the canary; USR2 is refused (a new
+master would start the new code unjudged). Another HUP starts a new rollout
+with its own canary, and the earlier canary is retired as outdated. After a
+rollback the old workers keep serving, but a worker started later (a crashed
+one's replacement, a TTIN) loads the code on disk: revert or fix it.
+
 :meth:`Canary.check` is called by the arbiter on every pass of its loop; it
 returns why the rollout must be rolled back, or None.
 """
