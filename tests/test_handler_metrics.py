@@ -22,6 +22,7 @@ from morello.master.channel import LATENCY_BUCKETS
 from morello.worker.stats import RequestStats
 from prefork_support import Load, MasterProcess, running_master, wait_for, write_app
 from prometheus_client.parser import text_string_to_metric_families
+from test_benchmarks import run_benchmark
 
 import morello
 from morello.metrics.handlers import current
@@ -378,3 +379,10 @@ def test_traced_workers_log_where_their_memory_grew(tmp_path: Path) -> None:
     assert 190 <= grown <= 210
     assert Path(filename) == tmp_path / "app.py"
     assert "bytearray" in (tmp_path / "app.py").read_text().splitlines()[line - 1]
+
+
+def test_cost_benchmark_prints_every_figure() -> None:
+    result = run_benchmark("metrics_cost.py", timeout=120)
+    figures = re.findall(r"^  (.+?) +\d+(?:\.\d)? (ns|us)$", result.stdout, re.MULTILINE)
+    assert len(figures) == 7, result.stdout
+    assert figures[-1][1] == "us"
