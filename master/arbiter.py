@@ -201,7 +201,14 @@ class Arbiter:
         """Rolling restart: new workers replace the current ones, one surge at a time."""
         if self.stopping:
             return
-        self.rollout_from = self.generation
+        if self.canary is not None and self.canary.judging:
+            # Its release never became current: a rollback now goes back past it.
+            judged = self.canary.serving(self.workers)
+            if judged is not None:
+                self.retire(judged, "a newer HUP came before its verdict", time.monotonic(),
+                            "rollout")  # fmt: skip
+        else:
+            self.rollout_from = self.generation
         self.generation += 1
         self.halted = None
         self.boot_failures = 0
@@ -557,8 +564,8 @@ class Arbiter:
             self.note(logging.ERROR, "rolling restart to generation %d %s; the workers of "
                       "generation %d keep serving", self.generation, outcome,
                       self.rollout_from)  # fmt: skip
-            canary = self.canary.worker if self.canary and self.canary.judging else None
-            if canary is not None and canary.active and canary.pid in self.workers:
+            canary = self.canary.serving(self.workers) if self.canary else None
+            if canary is not None:
                 self.retire(canary, "the canary failed", now, "rollout")
             self.generation = self.rollout_from
         self.rollout_from = self.canary = None

@@ -27,10 +27,12 @@ While a canary is judged the arbiter starts no other new worker, and retires
 an old one only when the old generation has more ready workers than the
 target: TTIN raises the target, filled by new workers once the canary passed;
 TTOU retires old workers at once, never the canary; USR2 is refused (a new
-master would start the new code unjudged). Another HUP starts a new rollout
-with its own canary, and the earlier canary is retired as outdated. After a
-rollback the old workers keep serving, but a worker started later (a crashed
-one's replacement, a TTIN) loads the code on disk: revert or fix it.
+master would start the new code unjudged). Another HUP retires the canary
+being judged and starts a new one; a rollback then goes back to the
+generation that served before the first HUP (the judged one never became
+current). After a rollback the old workers keep serving, but a worker
+started later (a crashed one's replacement, a TTIN) loads the code on disk:
+revert or fix it.
 
 :meth:`Canary.check` is called by the arbiter on every pass of its loop; it
 returns why the rollout must be rolled back, or None.
@@ -141,6 +143,13 @@ class Canary:
     def judging(self) -> bool:
         """Whether the rollout must wait for this canary's verdict."""
         return not self.passed
+
+    def serving(self, workers: Mapping[int, Worker]) -> Worker | None:
+        """The worker being judged, while it still serves (None once the canary passed)."""
+        worker = self.worker
+        if self.passed or worker is None or not worker.active or worker.pid not in workers:
+            return None
+        return worker
 
     def check(self, workers: Mapping[int, Worker], now: float) -> str | None:
         """Move on (pick the canary, judge it when its window is over); return why

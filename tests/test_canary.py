@@ -221,6 +221,30 @@ def test_a_canary_that_asks_to_be_recycled_retires_no_old_worker(
     assert [w.state for w in arbiter.workers.values()] == [State.READY] * 3
 
 
+def test_a_hup_during_the_verdict_replaces_the_canary_and_a_rollback_skips_its_release(
+    arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned = record_spawns(arbiter, monkeypatch)
+    arbiter.on_hup()
+    arbiter.supervise(0.0)
+    spawned[0].state = State.READY
+    arbiter.supervise(0.0)
+    arbiter.on_hup()
+    assert spawned[0].state is State.RETIRING and arbiter.rollout_from == 1
+    arbiter.supervise(1.0)
+    assert [w.generation for w in spawned] == [2, 3]
+    spawned[1].state = State.READY
+    arbiter.supervise(1.0)
+    spawned[1].stats = heartbeat(MIN_REQUESTS, errors=MIN_REQUESTS)
+    arbiter.supervise(1.0 + SECONDS)
+    assert arbiter.last_rollout["state"].startswith("rolled back: canary 5xx rate")
+    # Back to the generation that served before both HUPs: nothing to replace.
+    assert arbiter.generation == 1
+    arbiter.supervise(2.0 + SECONDS)
+    assert len(spawned) == 2
+    assert [arbiter.workers[pid].state for pid in (1, 2)] == [State.READY] * 2
+
+
 def test_a_failed_canary_is_retired_and_the_old_generation_stays_current(
     arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch, receiver: socket.socket  # noqa: F811
 ) -> None:
