@@ -99,6 +99,12 @@ def test_bad_use_is_refused() -> None:
         requests_seen.labels("x" * 1000)
     with pytest.raises(ValueError, match="only goes up"):
         requests_seen.labels("x").inc(-1)
+    with pytest.raises(ValueError, match="only goes up"):
+        requests_seen.labels("x").inc(float("inf"))
+    with pytest.raises(ValueError, match="cannot observe"):
+        histogram("test_use_h", "Doc.").observe(float("nan"))
+    with pytest.raises(ValueError, match="finite"):
+        gauge("test_use_g", "Doc.").set(float("inf"))
     with pytest.raises(TypeError, match="histogram"):
         requests_seen.labels("x").observe(1)
     with pytest.raises(TypeError, match="for gauges"):

@@ -119,7 +119,7 @@ class _CounterSeries(Series):
     __slots__ = ()
 
     def inc(self, amount: float = 1.0) -> None:
-        if not amount >= 0:
+        if not 0 <= amount < math.inf:
             raise ValueError(f"{self.metric.name}: a counter only goes up, not by {amount!r}")
         try:
             cell = self._local.cell
@@ -135,6 +135,9 @@ class _HistogramSeries(Series):
     __slots__ = ()
 
     def observe(self, value: float) -> None:
+        # One NaN or infinity would make the sum useless for good.
+        if not math.isfinite(value):
+            raise ValueError(f"{self.metric.name}: cannot observe {value!r}")
         try:
             cell = self._local.cell
         except AttributeError:
@@ -160,14 +163,16 @@ class _GaugeSeries(Series):
 
     def inc(self, amount: float = 1.0) -> None:
         with self._cells_lock:
-            self._value += amount
+            self.set(self._value + amount)
 
     def dec(self, amount: float = 1.0) -> None:
-        with self._cells_lock:
-            self._value -= amount
+        self.inc(-amount)
 
     def set(self, value: float) -> None:
-        self._value = float(value)
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{self.metric.name}: a gauge must be finite, not {value!r}")
+        self._value = value
 
     def value(self) -> float:
         return self._value
