@@ -197,6 +197,8 @@ class WSGIServer(cheroot.wsgi.Server):
         if self.listen_socket is None:
             super().prepare()
             if self.ready:
+                # As on an adopted socket: accept() until it says nothing waits.
+                self.socket.setblocking(False)
                 cheroots = self._connections
                 self._connections = ConnectionManager(self)
                 cheroots.close()  # its selector only held the listening socket

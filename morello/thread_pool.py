@@ -7,9 +7,10 @@ an upstream needs as many threads as requests it waits for at once.
 :class:`AdaptiveThreadPool` starts with ``min`` threads and lets a manager
 thread, every :attr:`~AdaptiveThreadPool.tick` seconds, compare two things:
 
-* how long connections waited in the pool's queue for a thread (measured
-  from :meth:`~AdaptiveThreadPool.put` to the worker thread taking them,
-  and the age of the oldest one still queued);
+* how long connections waited for a thread: in the pool's queue
+  (:class:`~morello.http.turns.TurnQueue`, from being queued to being
+  taken, and the age of the oldest one still queued), or in their sockets
+  while every thread was busy and so none polled them;
 * how much CPU the process wanted, per second of wall time: the time its
   threads ran or were ready to run (:class:`CpuDemand`). The interpreter
   lock lets one thread at a time run Python code, so 1.0 means the lock
@@ -39,6 +40,8 @@ import time
 from typing import Any
 
 from cheroot.workers.threadpool import ThreadPool
+
+from morello.http.turns import TurnQueue
 
 __all__ = ["AdaptiveThreadPool"]
 
@@ -113,15 +116,17 @@ class AdaptiveThreadPool(ThreadPool):
         super().__init__(server, min, max, accepted_queue_size, accepted_queue_timeout)
         if self.max == math.inf:
             self.max = self.min
-        # Worker threads call server.requests.get(): time their wait there.
-        self.get = self._get
+        #: The queue of connections ready for a thread, whose idle threads
+        #: take turns at polling the server's connection manager.
+        self.turns = TurnQueue(server, accepted_queue_size if accepted_queue_size > 0 else 0)
+        self._queue = self.turns
+        self.get = self.turns.get
         #: The most threads the pool ever ran at once.
         self.peak = 0
         # Guards the thread list against the manager, stop() and size readers.
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._manager: threading.Thread | None = None
-        self._longest_wait = 0.0
         self._idle_since = 0.0
         self._idle_floor: int | None = None
         # CPU readings since _window_start, for the saturation check.
@@ -139,21 +144,6 @@ class AdaptiveThreadPool(ThreadPool):
                 target=self._manage, name="morello thread pool manager", daemon=True
             )
             self._manager.start()
-
-    def put(self, obj: Any) -> None:
-        """Queue a connection for a thread, noting when (for the wait measure)."""
-        obj.queued_at = time.monotonic()
-        super().put(obj)
-
-    def _get(self, block: bool = True, timeout: float | None = None) -> Any:
-        item = self._queue.get(block, timeout)
-        queued_at = getattr(item, "queued_at", None)
-        if queued_at is not None:
-            wait = time.monotonic() - queued_at
-            # Racing threads may lose a sample here; the next one comes soon.
-            if wait > self._longest_wait:
-                self._longest_wait = wait
-        return item
 
     def grow(self, amount: int) -> None:
         """Start up to ``amount`` more threads (never above ``max``), without waiting for them.
@@ -241,16 +231,22 @@ class AdaptiveThreadPool(ThreadPool):
         return math.ceil(size * self.cpu_spare_below / max(load, 0.01))
 
     def _waiting(self, now: float) -> tuple[float, int]:
-        """The longest queue wait since the last look, and how many connections wait now."""
-        waited, self._longest_wait = self._longest_wait, 0.0
-        queued = self._queue.qsize()
-        if queued:
-            try:
-                oldest = self._queue.queue[0]
-            except IndexError:  # taken by a thread meanwhile
-                pass
-            else:
-                waited = max(waited, now - getattr(oldest, "queued_at", now))
+        """How long work waited for a thread since the last look, and how much waits now.
+
+        Work waits in the queue, or, while every thread is busy and so nobody
+        polls (:mod:`morello.http.turns`), in the sockets the server selects on.
+        """
+        turns = self.turns
+        waited, queued = turns.oldest_wait(), turns.qsize()
+        unpolled = turns.unpolled_for
+        if unpolled > self.grow_after:
+            manager = getattr(self.server, "_connections", None)
+            pending = manager.pending_events() if manager is not None else 0
+            if pending:
+                # A listening socket counts once however many connections
+                # wait on it: take it as enough work to double the pool.
+                size = len(self._threads) - len(self._pending_shutdowns)
+                waited, queued = max(waited, unpolled), queued + max(pending, size)
         return waited, queued
 
     def _retire(self, amount: int) -> None:

@@ -73,7 +73,7 @@ class DrainingConnectionManager(ConnectionManager):
             return super()._from_server_socket(server_socket)
 
     def _expire(self, threshold: float) -> None:
-        # Runs on the selector thread, which alone may unregister
+        # Runs on the polling thread, which alone may unregister
         # connections, so closing idle ones here races with nothing.
         since = self.draining_since
         if since is not None:

@@ -1,8 +1,8 @@
 """morello's HTTP/1.1 request path, inside cheroot's connection handling.
 
-cheroot accepts connections, wraps them in TLS, watches idle keep-alive
-connections and runs the thread pool; this package reads, parses and
-answers the requests of each connection:
+cheroot accepts connections, wraps them in TLS and runs the thread pool;
+this package collects, reads, parses and answers the requests of each
+connection:
 
 * :mod:`~morello.http.reader`: the connection's receive buffer;
 * :mod:`~morello.http.parser`: request heads, parsed by llhttp (httptools);
@@ -11,5 +11,8 @@ answers the requests of each connection:
 * :mod:`~morello.http.target`: the request target's path and query;
 * :mod:`~morello.http.environ`: the WSGI environ;
 * :mod:`~morello.http.response`: the response head and body on the wire;
-* :mod:`~morello.http.connection`: the cheroot connection tying them together.
+* :mod:`~morello.http.connection`: the cheroot connection tying them together;
+* :mod:`~morello.http.gathering`: requests collected without a thread;
+* :mod:`~morello.http.turns`: the pool's threads taking turns at the selector;
+* :mod:`~morello.http.accepting`: the connection manager's accept() back-off.
 """

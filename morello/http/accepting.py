@@ -32,7 +32,7 @@ class ConnectionManager(GatheringManager):
 
     cheroot retries such an accept() at once, failing and logging a
     traceback each time (over a thousand a second). This one pauses the
-    selector thread instead, 0.1 s at first and doubling up to 1 s, and
+    polling thread instead, 0.1 s at first and doubling up to 1 s, and
     logs one line per second at most; requests in progress meanwhile finish
     and free their descriptors.
     """

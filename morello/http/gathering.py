@@ -1,20 +1,22 @@
-"""Requests collected on the selector thread, so that no pool thread waits on a slow client.
+"""Requests collected while polling, so that no pool thread waits on a slow client.
 
 cheroot's connection manager hands a connection to a pool thread as soon
 as its socket is readable, and the thread then waits on the client for the
 rest of the request: a client trickling its request a few bytes at a time
 holds a thread for as long as it likes, and a handful of them stop a pool.
 
-:class:`GatheringManager` receives on the selector thread instead. Each
-time a lean connection (:mod:`morello.http.connection`) is readable, it
-does one non-blocking receive into the connection's buffer and looks for
-the end of the head. A pool thread gets the connection only once the head
-is complete, with its body when a ``Content-Length`` of at most
+:class:`GatheringManager` receives while polling instead (the pool's idle
+threads take turns at :meth:`GatheringManager.poll`, see
+:mod:`morello.http.turns`). Each time a lean connection
+(:mod:`morello.http.connection`) is readable, the poll does one
+non-blocking receive into the connection's buffer and looks for the end of
+the head. A connection is ready for a thread only once its head is
+complete, with its body when a ``Content-Length`` of at most
 :data:`SMALL_BODY` bytes announces one; the thread parses and checks the
 head as if it had received it itself. A head over the size limit, or with
-a bare LF, goes to a thread at once, to be refused. A client that closes
-its end mid-request goes to a thread too (which answers or closes, as it
-would have); one that closes between requests is closed here.
+a bare LF, is ready at once, to be refused. A client that closes its end
+mid-request is ready too (the thread answers or closes, as it would
+have); one that closes between requests is closed here.
 
 A request waiting here gets a ``408 Request Timeout`` (written without
 blocking: a client that does not read it loses it) and is closed when
@@ -25,6 +27,9 @@ blocking: a client that does not read it loses it) and is closed when
   ``body_rate_grace`` seconds (the rule threads apply to larger bodies,
   :class:`~morello.http.reader.BodyPace`);
 * or the client sends nothing for ``socket_timeout`` seconds.
+
+These clocks are read when a thread polls: while every thread is busy,
+the waiting requests are timed out at the next poll.
 
 TLS connections take part too: a receive that finds only part of a TLS
 record raises ``SSLWantReadError``, which means "nothing yet" here. The
@@ -37,7 +42,9 @@ from __future__ import annotations
 import math
 import re
 import selectors
+import socket
 import ssl
+import threading
 import time
 from typing import Any
 
@@ -48,6 +55,8 @@ from morello.http.response import refusal
 
 __all__ = ["SMALL_BODY", "GatheringManager", "small_body_length"]
 
+#: Most connections accepted in one poll.
+ACCEPT_BATCH = 64
 #: Largest body collected with its head before a thread takes the request.
 SMALL_BODY = 65536
 
@@ -83,14 +92,25 @@ class GatheringManager(connections.ConnectionManager):
     def __init__(self, server: Any) -> None:
         super().__init__(server)
         #: Registered connections with a request begun: ``(when it is overdue
-        #: on the monotonic clock, whether its head is complete)``. Selector thread only.
+        #: on the monotonic clock, whether its head is complete)``. Polling thread only.
         self._due: dict[Any, tuple[float, bool]] = {}
+        #: Connections the current poll found ready for a thread.
+        self._found: list[Any] = []
+        self._checked = time.time()
+        self._expiration_interval = 0.5
+        self._stopped = threading.Event()
+        # A byte on this pair ends a poll early (see wake()).
+        self._alarm, alarm_out = socket.socketpair()
+        self._alarm_out = alarm_out
+        self._alarm.setblocking(False)
+        alarm_out.setblocking(False)
+        self._selector.register(self._alarm.fileno(), selectors.EVENT_READ, data=self._alarm)
 
     @property
     def can_add_keepalive_connection(self) -> bool:
         """Whether another idle connection may be kept (those mid-request do not count)."""
         limit = self.server.keep_alive_conn_limit
-        return limit is None or self._num_connections - len(self._due) < limit
+        return limit is None or self._num_connections - len(self._due) - 1 < limit
 
     def put(self, conn: Any) -> None:
         """Take back a connection between requests (or with part of the next one received)."""
@@ -105,33 +125,92 @@ class GatheringManager(connections.ConnectionManager):
         conn.socket.settimeout(0)
         self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
 
-    def _run(self, expiration_interval: float) -> None:
-        checked = time.time()
-        while not self._stop_requested:
-            try:
-                ready = list(self._selector.select(timeout=expiration_interval))
-            except OSError:
+    def run(self, expiration_interval: float) -> None:
+        """Let the server's threads poll this manager (:mod:`morello.http.turns`) until stopped."""
+        self._expiration_interval = expiration_interval
+        self._serving = True
+        turns = self.server.requests.turns
+        try:
+            turns.poll_with(self)
+            self._stopped.wait()
+        finally:
+            turns.poll_with(None)
+            self._serving = False
+
+    def stop(self) -> None:
+        """End :meth:`run`, once no thread polls any more."""
+        self._stop_requested = True
+        self._stopped.set()
+        while self._serving:
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        """Close every connection left, and the selector."""
+        super().close()
+        self._alarm.close()
+        self._alarm_out.close()
+
+    def wake(self) -> None:
+        """End the current poll now (it returns what it found so far)."""
+        try:
+            self._alarm_out.send(b"\0")
+        except OSError:
+            pass  # full (a wake is pending anyway) or closed
+
+    def pending_events(self) -> int:
+        """How many sockets a poll would find something on now (connections, bytes to read)."""
+        try:
+            return sum(1 for _ in self._selector.select(timeout=0))
+        except OSError:  # closed meanwhile
+            return 0
+
+    def poll(self, timeout: float) -> list[Any]:
+        """Wait up to ``timeout`` seconds for events, handle them; return the connections
+        a thread should serve now. One thread at a time polls."""
+        try:
+            ready = list(self._selector.select(timeout=timeout))
+        except OSError:
+            if not self._stop_requested:
                 self._remove_invalid_sockets()
-                continue
-            for fd, conn in ready:
-                if conn is self.server:
-                    accepted = self._from_server_socket(self.server.socket)
-                    if accepted is not None:
-                        self._admit(accepted)
-                elif _gathers(conn):
-                    self._receive(conn, registered=True)
-                else:
-                    self._selector.unregister(fd)
-                    self.server.process_conn(conn)
-            now = time.time()
-            if now - checked > expiration_interval:
-                self._expire(threshold=now - self.server.timeout)
-                checked = now
+            return []
+        if self._stop_requested:
+            return []
+        self._found = []
+        for fd, conn in ready:
+            if conn is self.server:
+                self._accept_waiting()
+            elif conn is self._alarm:
+                try:
+                    while self._alarm.recv(512):
+                        pass
+                except OSError:
+                    pass
+            elif _gathers(conn):
+                self._receive(conn, registered=True)
+            else:
+                self._selector.unregister(fd)
+                self._found.append(conn)
+        now = time.time()
+        if now - self._checked > self._expiration_interval:
+            self._expire(threshold=now - self.server.timeout)
+            self._checked = now
+        found, self._found = self._found, []
+        return found
+
+    def _accept_waiting(self) -> None:
+        """Accept the connections waiting in the listening socket's queue (up to
+        :data:`ACCEPT_BATCH`): one left there waits for the next poll, which
+        a busy pool may not make for a while, behind later requests."""
+        for _ in range(ACCEPT_BATCH):
+            accepted = self._from_server_socket(self.server.socket)
+            if accepted is None:
+                return  # none left (or one refused: level-triggered, the next poll goes on)
+            self._admit(accepted)
 
     def _admit(self, conn: Any) -> None:
         """A new connection: read what already came, then wait for the rest here."""
         if not _gathers(conn):
-            self.server.process_conn(conn)
+            self._found.append(conn)
             return
         conn.last_used = time.time()
         conn.socket.settimeout(0)
@@ -193,7 +272,7 @@ class GatheringManager(connections.ConnectionManager):
             self._selector.unregister(conn.socket.fileno())
         self._due.pop(conn, None)
         conn.socket.settimeout(self.server.timeout)
-        self.server.process_conn(conn)
+        self._found.append(conn)
 
     def _drop(self, conn: Any, registered: bool) -> None:
         if registered:
@@ -210,7 +289,7 @@ class GatheringManager(connections.ConnectionManager):
         now, silent_since = time.monotonic(), time.time() - self.server.timeout
         kept = {}
         for fd, conn in list(self._selector.connections):
-            if conn is self.server:
+            if conn is self.server or conn is self._alarm:
                 continue
             if _gathers(conn) and conn.rfile.pending:
                 due = self._due.get(conn, (math.inf, False))[0]

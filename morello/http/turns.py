@@ -1,0 +1,166 @@
+"""The pool's queue of ready connections, whose idle threads take turns at the selector.
+
+cheroot runs its keep-alive selector on a thread of its own, which hands
+each ready connection to a pool thread through a queue: two thread
+wake-ups, and two handovers of the interpreter lock, per request. Here the
+pool's threads take turns instead (the "leader/followers" pattern): a
+thread with nothing queued for it polls the connection manager itself
+(:meth:`~morello.http.gathering.GatheringManager.poll`), while the other
+idle threads wait. When the poll finds complete requests, the polling
+thread queues all but the first, wakes a waiting thread to poll next and
+to take the queued ones, and serves the first itself. A pool of one thread
+thus polls and serves in turn, without waking anybody.
+
+While every thread is busy nobody polls: new connections wait in the
+kernel's accept queue (where another worker process sharing the socket may
+take them) and partial requests in their sockets. :attr:`TurnQueue.unpolled_for`
+tells the pool how long that has lasted, to grow when work waits for it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+__all__ = ["TurnQueue"]
+
+#: Longest single poll, in seconds: the manager's periodic checks (idle
+#: connections, request deadlines) need a turn at least this often.
+POLL_TIMEOUT = 0.5
+
+
+class TurnQueue:
+    """A FIFO of connections for the pool's threads, and the turn at polling for more.
+
+    It stands in for the :class:`queue.Queue` of cheroot's thread pool:
+    ``put`` (connections, and cheroot's shutdown requests), ``get`` and
+    ``qsize`` behave the same, except that ``get`` polls the connection
+    manager set with :meth:`poll_with` when nothing is queued and no other
+    thread is polling. A ``maxsize`` above 0 bounds the queue: ``put``
+    then raises :class:`queue.Full` at once when it is full.
+    """
+
+    def __init__(self, server: Any, maxsize: int = 0) -> None:
+        self.server = server
+        self.maxsize = maxsize
+        #: Queued items, oldest first, each with the monotonic time it was queued.
+        self.queue: collections.deque[tuple[Any, float]] = collections.deque()
+        self._turn = threading.Condition(threading.Lock())
+        self._waiting = 0  # threads waiting in get()
+        self._manager: Any = None
+        self._polling = False
+        # monotonic time since when no thread polls while a manager is set.
+        self._unpolled_since: float | None = None
+        self._longest_wait = 0.0
+
+    # -- queue.Queue's interface, as cheroot's pool uses it --------------------
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Queue ``item`` for the next free thread."""
+        with self._turn:
+            if self.maxsize > 0 and len(self.queue) >= self.maxsize:
+                raise queue.Full
+            self.queue.append((item, time.monotonic()))
+            if self._waiting:
+                self._turn.notify()
+                return
+            polling = self._polling
+        if polling:
+            # Only the thread polling is free: it must not wait out its poll.
+            self._manager.wake()
+
+    def qsize(self) -> int:
+        """Items queued."""
+        return len(self.queue)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """The oldest queued item; polls for connections while nothing is queued.
+
+        Blocks until there is an item (``block`` and ``timeout`` are
+        accepted for :class:`queue.Queue`'s signature; cheroot's threads
+        always block without a timeout).
+        """
+        with self._turn:
+            while not self.queue:
+                if self._manager is not None and not self._polling:
+                    self._polling = True
+                    self._unpolled_since = None
+                    break
+                self._waiting += 1
+                try:
+                    self._turn.wait()
+                finally:
+                    self._waiting -= 1
+            if self.queue:
+                return self._take()
+        return self._lead()
+
+    def oldest_wait(self) -> float:
+        """The longest a taken item waited since the last call, or the oldest queued one waits."""
+        waited, self._longest_wait = self._longest_wait, 0.0
+        try:
+            queued_at = self.queue[0][1]
+        except IndexError:
+            return waited
+        return max(waited, time.monotonic() - queued_at)
+
+    def _take(self) -> Any:
+        item, queued_at = self.queue.popleft()
+        # Racing threads may lose a sample here; the next one comes soon.
+        self._longest_wait = max(self._longest_wait, time.monotonic() - queued_at)
+        return item
+
+    # -- the turn at the selector -------------------------------------------------
+
+    def poll_with(self, manager: Any) -> None:
+        """Let idle threads poll ``manager`` from now on (None: nobody polls).
+
+        Setting None returns once the thread polling, if any, has finished.
+        """
+        with self._turn:
+            previous, self._manager = self._manager, manager
+            self._unpolled_since = None
+            self._turn.notify_all()
+            while manager is None and self._polling:
+                previous.wake()
+                self._turn.wait(POLL_TIMEOUT)
+
+    @property
+    def unpolled_for(self) -> float:
+        """Seconds since the last poll ended, while no thread polls (0 while one does)."""
+        since = self._unpolled_since
+        return 0.0 if since is None else max(time.monotonic() - since, 0.0)
+
+    def _lead(self) -> Any:
+        """Poll until something comes, then hand the turn on; return this thread's item."""
+        found: list[Any] = []
+        try:
+            while not found and not self.queue:
+                manager = self._manager
+                if manager is None:
+                    break
+                try:
+                    found = manager.poll(POLL_TIMEOUT)
+                except Exception:
+                    # A thread that dies here leaves cheroot's pool serving nobody.
+                    self.server.error_log(
+                        "Error polling for connections", level=logging.ERROR, traceback=True
+                    )
+        finally:
+            with self._turn:
+                self._polling = False
+                now = time.monotonic()
+                self.queue.extend((conn, now) for conn in found)
+                if self._manager is None:
+                    self._turn.notify_all()  # poll_with(None) waits for this
+                else:
+                    # Until another thread begins to poll.
+                    self._unpolled_since = now
+                    if self._waiting:
+                        # One to poll next, and one for each item this thread leaves.
+                        self._turn.notify(max(len(self.queue), 1))
+        return self.get()
