@@ -68,10 +68,10 @@ class TurnQueue:
             if self._waiting:
                 self._turn.notify()
                 return
-            polling = self._polling
-        if polling:
+            manager = self._manager if self._polling else None
+        if manager is not None:
             # Only the thread polling is free: it must not wait out its poll.
-            self._manager.wake()
+            manager.wake()
 
     def qsize(self) -> int:
         """Items queued."""

@@ -185,9 +185,11 @@ def send(
     headers: dict[str, str | None] | None = None,
     body: bytes | str | None = None,
     protocol: str = "HTTP/1.1",
+    kept: RawConnection | None = None,
 ) -> Reply:
-    """Send one request on a new connection; a header set to None is not sent."""
-    conn = RawConnection(HOST, port, timeout=REQUEST_TIMEOUT)
+    """Send one request on a new connection, or on ``kept`` (left open); a header
+    set to None is not sent."""
+    conn = kept or RawConnection(HOST, port, timeout=REQUEST_TIMEOUT)
     if protocol == "HTTP/1.0":
         conn._http_vsn, conn._http_vsn_str = 10, protocol
     if isinstance(path, bytes):
@@ -209,7 +211,8 @@ def send(
     except (http.client.HTTPException, OSError) as exc:
         return Reply(0, "", [], b"", type(exc).__name__)
     finally:
-        conn.close()
+        if kept is None:
+            conn.close()
 
 
 def send_raw(port: int, data: bytes, method: str = "GET", count: int = 1) -> list[Reply]:
@@ -428,6 +431,7 @@ class Pair:
     def __init__(self, servers: dict[str, Server]) -> None:
         self.morello = servers["morello"]
         self.cherrypy = servers["cherrypy"]
+        self._kept: dict[int, RawConnection] = {}
 
     def both(
         self,
@@ -436,10 +440,24 @@ class Pair:
         headers: dict[str, str | None] | None = None,
         body: bytes | str | None = None,
         protocol: str = "HTTP/1.1",
+        keep_alive: bool = False,
     ) -> tuple[Reply, Reply]:
-        """morello's and CherryPy's replies, for tests of known differences."""
-        ours = send(self.morello.port, method, path, headers, body, protocol)
-        return ours, send(self.cherrypy.port, method, path, headers, body, protocol)
+        """morello's and CherryPy's replies, for tests of known differences.
+
+        ``keep_alive`` sends on one connection per server, kept between
+        calls: a server reads the next request only once it has finished
+        the previous one, work after the last byte included (CherryPy's
+        cache stores a response then).
+        """
+        replies = []
+        for port in (self.morello.port, self.cherrypy.port):
+            kept = None
+            if keep_alive:
+                kept = self._kept.setdefault(
+                    port, RawConnection(HOST, port, timeout=REQUEST_TIMEOUT)
+                )
+            replies.append(send(port, method, path, headers, body, protocol, kept))
+        return replies[0], replies[1]
 
     def raw_both(self, data: bytes, method: str = "GET") -> tuple[Reply, Reply]:
         """morello's and CherryPy's replies to the raw request ``data``."""
@@ -490,7 +508,10 @@ def compare(
     """A :class:`Pair` serving the test module's ``APP`` (started once per module)."""
     app: str = request.module.APP
     servers = _start_pair(app, tmp_path_factory.mktemp(f"differential-{app}"))
+    pair = Pair(servers)
     try:
-        yield Pair(servers)
+        yield pair
     finally:
+        for conn in pair._kept.values():
+            conn.close()
         _stop_pair(servers)
