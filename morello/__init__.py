@@ -105,6 +105,10 @@ log.error_file = ""
 log.access_file = ""
 
 engine = _bus.Bus()
+# Published around every request (Application.get_serving/release_serving);
+# there from the start so that plugins with such methods subscribe to them.
+engine.listeners["before_request"] = set()
+engine.listeners["after_request"] = set()
 
 
 def _bus_log(msg: str, level: int) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from morello.errors import InternalRedirect, bare_error, format_exc
 from morello.http.native import NativeRequest
+from morello.http_response import text_header_list
 from morello.lib.httputil import Host, urljoin
 from morello.serving import serving
 
@@ -73,7 +74,13 @@ class AppResponse:
             response = serving.response
             self.body = response.body
             self.streaming = response.stream
-            self.write = start_response(response.output_status, response.header_list)
+            try:
+                self.write = start_response(response.output_status, response.header_list)
+            except TypeError:
+                # Hooks after finalize may have added bytes pairs: decode them
+                # here rather than check every response's headers.
+                headers = text_header_list(response.header_list)
+                self.write = start_response(response.output_status, headers)
         except BaseException:
             self.close()
             raise

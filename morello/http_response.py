@@ -136,8 +136,17 @@ class Response:
             self._body = [body]
             dict.__setitem__(headers, "Content-Length", len(body))
 
+        # Bytes values go out as the latin-1 text they are, not as their repr.
         self.header_list = header_list = [
-            (name, value if type(value) is str else str(value)) for name, value in headers.items()
+            (
+                name,
+                value
+                if type(value) is str
+                else value.decode("iso-8859-1")
+                if type(value) is bytes
+                else str(value),
+            )
+            for name, value in headers.items()
         ]
         for name, value in header_list:
             # (isprintable() is False for control characters.)
@@ -161,3 +170,23 @@ def _encode_header_values(header_list: Iterable[tuple[str, str]]) -> list[tuple[
         (name.decode("iso-8859-1"), value.decode("iso-8859-1"))
         for name, value in HeaderMap.encode_header_items(header_list)
     ]
+
+
+def text_header_list(header_list: Iterable[tuple[Any, Any]]) -> list[tuple[str, str]]:
+    """``header_list`` with bytes names and values decoded from latin-1.
+
+    Hooks that run after :meth:`Response.finalize` may append pairs of bytes
+    (the form CherryPy's ``header_list`` holds); anything else is refused.
+    """
+    pairs = []
+    for name, value in header_list:
+        if isinstance(name, bytes):
+            name = name.decode("iso-8859-1")
+        if isinstance(value, bytes):
+            value = value.decode("iso-8859-1")
+        if not isinstance(name, str):
+            raise TypeError(f"response.header_list holds the name {name!r}: not text or bytes.")
+        if not isinstance(value, str):
+            raise TypeError(f"response.header_list holds the value {value!r}: not text or bytes.")
+        pairs.append((name, value))
+    return pairs

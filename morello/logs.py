@@ -29,6 +29,7 @@ from morello.serving import serving
 
 __all__ = [
     "GlobalLogManager",
+    "LazyRfc3339UtcTime",
     "LogManager",
     "WSGIErrorHandler",
     "check_access_format",
@@ -86,8 +87,16 @@ def _escape(value: str) -> str:
     return "".join([_BYTE_ESCAPES[b] for b in value.encode("utf-8", "surrogatepass")])
 
 
-def _rfc3339_utc() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+class LazyRfc3339UtcTime:
+    """The UTC time it is when formatted, in RFC 3339 form: ``2026-12-07T05:42:27.123456Z``.
+
+    The fraction is left out at a whole second. The ``{z}`` access-log
+    field formats a new one for each line.
+    """
+
+    def __str__(self) -> str:
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        return now.isoformat("T") + "Z"
 
 
 def _status_code(response: Any) -> str:
@@ -111,7 +120,7 @@ _ATOMS: dict[str, _AtomGetter] = {
     "a": lambda rq, rs: dict.get(rq.headers, "User-Agent", ""),
     "o": lambda rq, rs: dict.get(rq.headers, "Host", "-"),
     "i": lambda rq, rs: rq.unique_id,
-    "z": lambda rq, rs: _rfc3339_utc(),
+    "z": lambda rq, rs: LazyRfc3339UtcTime(),
 }
 
 _FIELD_ROOT = re.compile(r"[.\[]")

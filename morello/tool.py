@@ -217,32 +217,33 @@ class Toolbox:
         toolmap, steps = plan
         request.toolmaps[self.namespace] = dict(toolmap)
         hooks = request.hooks
-        for step in steps:
-            if isinstance(step, Tool):
-                step._setup()
+        for point, step in steps:
+            if point is None:
+                step()
             else:
-                hooks[step[0]].append(step[1])
+                hooks[point].append(step)
 
     def _plan(self, entries: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
         """Group ``entries`` per tool; prepare the hooks of the tools that are on.
 
         Steps are ``(point, hook)`` for tools whose setup only attaches one
         hook (the hook depends on the config alone, so it is built once), or
-        the tool itself, whose ``_setup()`` runs for every request.
+        ``(None, setup)``: the tool's ``_setup`` runs for every request. Any
+        object with a ``_setup()`` method serves as a tool.
         """
         toolmap: dict[str, dict[str, Any]] = {}
         for key, value in entries.items():
             tool_name, arg = key.split(".", 1)
             toolmap.setdefault(tool_name, {})[arg] = value
         serving.request.toolmaps[self.namespace] = toolmap
-        steps: list[Any] = []
+        steps: list[tuple[str | None, Callable[..., Any]]] = []
         for name, settings in toolmap.items():
             if settings.get("on", False):
                 tool = getattr(self, name)
-                if getattr(type(tool)._setup, "attaches_one_hook", False):
+                if getattr(tool._setup, "attaches_one_hook", False):
                     steps.append((tool._point, tool._hook()))
                 else:
-                    steps.append(tool)
+                    steps.append((None, tool._setup))
         return toolmap, steps
 
     # The context-manager form of a namespace handler, for callers that use

@@ -115,6 +115,9 @@ class Session:
     serializer = "json"
     secret: str | bytes | None = None
     store_errors: tuple[type[BaseException], ...] = (OSError,)
+    #: Always None: expired sessions are cleaned up by the requests that
+    #: notice it is time (no monitor thread). Kept for CherryPy's API.
+    clean_thread: Any = None
 
     # Per class: when the last clean-up was started (see _maybe_clean_up).
     _last_clean_up = 0.0

@@ -70,6 +70,9 @@ class FileSession(Session):
     """Sessions as files in ``storage_path`` (required), safe across processes."""
 
     storage_path: str | None = None
+    #: The file names' prefix and the lock files' suffix (CherryPy's names for them).
+    SESSION_PREFIX = PREFIX
+    LOCK_SUFFIX = LOCK_SUFFIX
 
     def __init__(self, id: str | None = None, **kwargs: Any) -> None:
         storage_path = kwargs.get("storage_path", self.storage_path)

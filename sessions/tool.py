@@ -21,8 +21,9 @@ import inspect
 import time
 from typing import Any
 
+import morello
 from morello.lib import is_iterator
-from morello.serving import serving
+from morello.serving import ThreadLocalProxy, serving
 from morello.tool import Tool
 
 from .base import LOCKING_MODES, Session
@@ -145,6 +146,10 @@ def init(
         **kwargs,
     )
     serving.session = session
+    if "session" not in vars(morello):
+        # The application deleted morello.session (CherryPy apps do when they
+        # switch stores): bring the proxy back.
+        morello.session = ThreadLocalProxy("session")
     if secure is None:
         secure = over_tls(request)
 

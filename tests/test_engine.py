@@ -267,6 +267,35 @@ def test_applications_subscribe_and_publish() -> None:
     assert requests == ["before", "after", "before", "after"]
 
 
+def test_plugin_methods_subscribe_to_the_request_channels() -> None:
+    """The engine has before_request and after_request from the start, as CherryPy's has."""
+    calls: list[str] = []
+    finished = threading.Semaphore(0)
+
+    class PerRequest(morello.process.plugins.SimplePlugin):
+        def before_request(self) -> None:
+            calls.append("before")
+
+        def after_request(self) -> None:
+            calls.append("after")
+            finished.release()
+
+    class Root:
+        @morello.expose
+        def index(self) -> str:
+            return "ok"
+
+    plugin = PerRequest(morello.engine)
+    plugin.subscribe()
+    try:
+        with running({"": Root()}) as client:
+            assert client.get("/").text == "ok"
+            assert finished.acquire(timeout=10)
+    finally:
+        plugin.unsubscribe()
+    assert calls == ["before", "after"]
+
+
 def test_thread_manager_reports_real_server_threads() -> None:
     started: list[tuple[int, int]] = []
     stopped: list[int] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import itertools
 import logging
@@ -13,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from morello import logs
 from morello.logs import GlobalLogManager, LogManager, WSGIErrorHandler, decline_access
 from morello.serving import serving
 
@@ -374,7 +376,33 @@ def test_access_extra_atoms(manager: LogManager, current) -> None:
     (line,) = access_lines(manager)
     host, uid, stamp, status = line.split(" ", 3)
     assert (host, uid, status) == ("example.com", "uid-42", "  404")
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", stamp)
+
+
+def test_utc_time_atom_is_lazy_rfc3339_utc_time(
+    manager: LogManager, current, monkeypatch
+) -> None:
+    """``{z}`` formats ``logs.LazyRfc3339UtcTime()``, looked up when the line is written."""
+    stamp = str(logs.LazyRfc3339UtcTime())
+    assert stamp.endswith("Z")
+    moment = datetime.datetime.fromisoformat(stamp[:-1])
+    utc_now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    assert abs(utc_now - moment) < datetime.timedelta(seconds=60)
+
+    class Fixed(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):  # a whole second: no fraction is written
+            return datetime.datetime(2020, 1, 1, 9, 23, 45, tzinfo=datetime.timezone(
+                datetime.timedelta(hours=8))).astimezone(tz)
+
+    monkeypatch.setattr(datetime, "datetime", Fixed)
+    assert str(logs.LazyRfc3339UtcTime()) == "2020-01-01T01:23:45Z"
+    monkeypatch.undo()
+
+    monkeypatch.setattr(logs, "LazyRfc3339UtcTime", lambda: "stamp-from-patch")
+    manager.access_log_format = "{z}"
+    current()
+    assert access_lines(manager) == ["stamp-from-patch"]
 
 
 def test_access_escaping(manager: LogManager, current) -> None:

@@ -110,6 +110,23 @@ def build(cp: Any) -> tuple[Any, dict[str, Any]]:
             return "unicode"
 
         @cp.expose
+        def bytes_header(self) -> str:
+            cp.response.headers["X-Bytes"] = b"given as bytes"
+            return "bytes header"
+
+        def append_pairs() -> None:
+            # After finalize, as CherryPy apps do: pairs of bytes.
+            cp.serving.response.header_list.extend(
+                [(b"WWW-Authenticate", b"Negotiate"), (b"WWW-Authenticate", b'Basic realm="x"')]
+            )
+
+        @cp.expose
+        def appended_pairs(self) -> str:
+            return "appended"
+
+        appended_pairs._cp_config = {"hooks.on_end_resource": append_pairs}
+
+        @cp.expose
         def ignore_body(self) -> str:
             return "ignored"
 
@@ -284,6 +301,20 @@ def test_non_latin1_header_values_become_rfc2047_words(app: int, reference: int)
     ours, theirs = both(app, reference, "/unicode_header")
     assert ours.header("X-Name") == "=?utf-8?b?Y2Fmw6kg4piV?="
     assert theirs.header("X-Name") == ours.header("X-Name")
+
+
+def test_bytes_header_values_go_out_as_text(app: int, reference: int) -> None:
+    ours, theirs = both(app, reference, "/bytes_header")
+    assert ours.status == 200
+    assert ours.header("X-Bytes") == theirs.header("X-Bytes") == "given as bytes"
+
+
+def test_bytes_pairs_added_to_header_list_after_finalize(app: int, reference: int) -> None:
+    ours, theirs = both(app, reference, "/appended_pairs")
+    assert ours.status == 200
+    assert ours.body == b"appended"
+    assert ours.headers.get_all("WWW-Authenticate") == theirs.headers.get_all("WWW-Authenticate")
+    assert ours.headers.get_all("WWW-Authenticate") == ["Negotiate", 'Basic realm="x"']
 
 
 # -- standard headers -----------------------------------------------------

@@ -430,11 +430,41 @@ def test_locking_modes(serve: Any, locking: str, expected: bytes) -> None:
 
 
 def test_lib_sessions_names() -> None:
+    from morello.sessions.memcached_store import MemcachedSession
+
     from morello.lib import sessions
 
-    for name in ("Session", "RamSession", "FileSession", "init", "save", "close", "expire"):
+    names = ("Session", "RamSession", "FileSession", "init", "save", "close", "expire",
+             "set_response_cookie")  # fmt: skip
+    for name in names:
         assert hasattr(sessions, name)
+    assert sessions.MemcachedSession is MemcachedSession
     assert morello.tools.sessions.regenerate
+    # No monitor thread cleans up: requests do.
+    assert sessions.RamSession.clean_thread is sessions.FileSession.clean_thread is None
+
+
+def test_file_session_names_files_with_its_prefix(serve: Any, tmp_path: Any) -> None:
+    client = serve(Root(), {"/": file_config(tmp_path)})
+    sid = session_id(client.get("/count"))
+    assert stored(tmp_path) == {FileSession.SESSION_PREFIX + sid}
+    assert FileSession.LOCK_SUFFIX == ".lock"
+
+
+def test_deleted_session_proxy_comes_back(serve: Any, monkeypatch: Any) -> None:
+    """Applications may ``del morello.session`` (CherryPy's do to switch stores)."""
+    monkeypatch.setattr(morello, "session", morello.session)  # restored afterwards
+
+    class Forgetful(Root):
+        @morello.expose
+        def forget(self) -> str:
+            del morello.session
+            return "forgotten"
+
+    client = serve(Forgetful(), {"/": sessions_config()})
+    sid = session_id(client.get("/count"))
+    assert client.get("/forget", with_cookie(sid)).body == b"forgotten"
+    assert client.get("/count", with_cookie(sid)).body == b"2"
 
 
 def test_no_lost_updates_across_threads_ram(serve: Any) -> None:

@@ -280,6 +280,28 @@ def test_tool_priority_from_config_and_callable(toolbox: morello.Toolbox, trail:
     assert trail == ["second", "first"]
 
 
+def test_any_object_with_a_setup_method_serves_as_a_tool(toolbox: morello.Toolbox) -> None:
+    class Labeller:
+        """Not a Tool: only ``_setup``, which attaches a hook with its config."""
+
+        def _setup(self) -> None:
+            conf = morello.request.toolmaps["tools"]["labeller"]
+            label = conf.get("label", "none")
+            morello.request.hooks.attach(
+                "before_finalize", lambda: morello.response.headers.update({"X-Label": label})
+            )
+
+    toolbox.labeller = Labeller()
+    config = {"/page": {"tools.labeller.on": True, "tools.labeller.label": "from config"}}
+    with running({"": Page()}, config) as client:
+        first = client.get("/page")
+        second = client.get("/page")
+        plain = client.get("/")
+    assert first.status == second.status == 200
+    assert first.headers["X-Label"] == second.headers["X-Label"] == "from config"
+    assert "X-Label" not in plain.headers
+
+
 def test_tool_refuses_positional_args_and_on() -> None:
     with pytest.raises(TypeError, match="'encode' Tool does not accept positional arguments"):
         morello.tools.encode("utf-8")

@@ -23,7 +23,13 @@ class TargetError(ValueError):
 
 def split_target(method: bytes, target: bytes) -> tuple[bytes, bytes, bytes]:
     """Return ``(scheme, path, query)`` for ``target``; ``scheme`` is empty unless it names one."""
-    if target[:1] == b"/" and target[1:2] != b"/" and b"%" not in target and b"#" not in target:
+    if (
+        target[:1] == b"/"
+        and target[1:2] != b"/"
+        and b"%" not in target
+        and b"#" not in target
+        and method != b"CONNECT"
+    ):
         # The common case: an origin-form target with nothing to decode.
         path, _, query = target.partition(b"?")
         return b"", path, query
@@ -34,7 +40,8 @@ def split_target(method: bytes, target: bytes) -> tuple[bytes, bytes, bytes]:
     if method == b"OPTIONS":
         path = target if scheme or authority else path
     elif method == b"CONNECT":
-        return b"", _authority_form(target), b""
+        # The application sees the authority as a path, as in CherryPy.
+        return b"", b"/" + _authority_form(target), b""
     else:
         if not target.startswith(b"/") and not (scheme or authority):
             raise TargetError(

@@ -61,6 +61,22 @@ def test_odd_paths(compare, path):
     compare("GET", path)
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "www.example.com:3128",
+        "example.com",
+        "http://example.com:33",
+        "/introspect/",
+        "introspect/",
+        "/?q=f",
+        "#f",
+    ],
+)
+def test_connect_takes_only_authority_form(compare, target):
+    compare("CONNECT", target)
+
+
 @pytest.mark.parametrize("protocol", ["HTTP/1.1", "HTTP/1.0"])
 def test_absent_host(compare, protocol):
     reply = compare("GET", "/users/x", {"Host": None}, protocol=protocol)
