@@ -197,7 +197,7 @@ class WSGIServer(cheroot.wsgi.Server):
         if self.listen_socket is None:
             super().prepare()
             if self.ready:
-                # As on an adopted socket: accept() until it says nothing waits.
+                # As on an adopted socket: an accept() that finds nothing returns at once.
                 self.socket.setblocking(False)
                 cheroots = self._connections
                 self._connections = ConnectionManager(self)

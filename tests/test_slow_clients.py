@@ -159,6 +159,29 @@ def test_slow_heads_and_bodies_leave_threads_free(few_threads: Callable[..., int
             assert status == 200 and took < PROMPT
 
 
+def read_to_close(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes (the socket's timeout bounds the wait)."""
+    received = b""
+    while chunk := conn.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_connection_that_never_sends_gets_408_when_idle_too_long(
+    few_threads: Callable[..., int],
+) -> None:
+    """As cheroot does: a client that opened a connection and said nothing learns why it
+    is closed; one that was served is closed without a word."""
+    port = few_threads(socket_timeout=1)
+    with socket.create_connection((HOST, port), timeout=10) as silent:
+        assert status_of(read_to_close(silent)) == 408
+    with socket.create_connection((HOST, port), timeout=10) as served:
+        served.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = served.recv(65536)
+        assert status_of(first) == 200
+        assert read_to_close(served) == b""
+
+
 def test_head_not_complete_in_time_gets_408_and_close(few_threads: Callable[..., int]) -> None:
     port = few_threads(request_head_timeout=1, socket_timeout=30)
     with socket.create_connection((HOST, port), timeout=5) as conn:

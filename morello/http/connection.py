@@ -68,6 +68,8 @@ class LeanConnection(cheroot.server.HTTPConnection):
             self._scheme = "https" if server.ssl_adapter is not None else "http"
             self._body: Any = None
             self._req: RequestHead | None = None
+        #: Whether a request has been answered on this connection.
+        self.has_served = False
 
     @property
     def is_lean(self) -> bool:
@@ -123,6 +125,7 @@ class LeanConnection(cheroot.server.HTTPConnection):
             return False
         if req is None:
             return False
+        self.has_served = True
         if server.stats["Enabled"]:
             self.requests_seen += 1
         reader: SocketReader = self.rfile

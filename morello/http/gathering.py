@@ -28,6 +28,10 @@ blocking: a client that does not read it loses it) and is closed when
   :class:`~morello.http.reader.BodyPace`);
 * or the client sends nothing for ``socket_timeout`` seconds.
 
+A connection that never sent a request gets the same ``408`` when it has
+been idle for ``socket_timeout`` seconds (one that has been served is
+closed without a word).
+
 These clocks are read when a thread polls: while every thread is busy,
 the waiting requests are timed out at the next poll.
 
@@ -55,8 +59,6 @@ from morello.http.response import refusal
 
 __all__ = ["SMALL_BODY", "GatheringManager", "small_body_length"]
 
-#: Most connections accepted in one poll.
-ACCEPT_BATCH = 64
 #: Largest body collected with its head before a thread takes the request.
 SMALL_BODY = 65536
 
@@ -178,7 +180,11 @@ class GatheringManager(connections.ConnectionManager):
         self._found = []
         for fd, conn in ready:
             if conn is self.server:
-                self._accept_waiting()
+                # One at a time, as cheroot does: the worker processes sharing
+                # the socket each take their share, not the first one all.
+                accepted = self._from_server_socket(self.server.socket)
+                if accepted is not None:
+                    self._admit(accepted)
             elif conn is self._alarm:
                 try:
                     while self._alarm.recv(512):
@@ -196,16 +202,6 @@ class GatheringManager(connections.ConnectionManager):
             self._checked = now
         found, self._found = self._found, []
         return found
-
-    def _accept_waiting(self) -> None:
-        """Accept the connections waiting in the listening socket's queue (up to
-        :data:`ACCEPT_BATCH`): one left there waits for the next poll, which
-        a busy pool may not make for a while, behind later requests."""
-        for _ in range(ACCEPT_BATCH):
-            accepted = self._from_server_socket(self.server.socket)
-            if accepted is None:
-                return  # none left (or one refused: level-triggered, the next poll goes on)
-            self._admit(accepted)
 
     def _admit(self, conn: Any) -> None:
         """A new connection: read what already came, then wait for the rest here."""
@@ -300,7 +296,11 @@ class GatheringManager(connections.ConnectionManager):
                 self._time_out(conn)
             elif conn.last_used < threshold:
                 self._selector.unregister(fd)
-                conn.close()
+                if _gathers(conn) and not conn.has_served:
+                    # Opened and never used: told why, as cheroot tells it.
+                    self._time_out(conn)
+                else:
+                    conn.close()
             else:
                 kept[conn] = fd
         self._due = {conn: due for conn, due in self._due.items() if conn in kept}

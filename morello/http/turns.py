@@ -31,6 +31,10 @@ __all__ = ["TurnQueue"]
 #: Longest single poll, in seconds: the manager's periodic checks (idle
 #: connections, request deadlines) need a turn at least this often.
 POLL_TIMEOUT = 0.5
+#: While connections are queued, a free thread still polls (without
+#: waiting) when the last poll is this old, before taking the oldest one:
+#: new connections and requests are noticed while the queue drains.
+POLL_INTERVAL = 0.002
 
 
 class TurnQueue:
@@ -40,8 +44,8 @@ class TurnQueue:
     ``put`` (connections, and cheroot's shutdown requests), ``get`` and
     ``qsize`` behave the same, except that ``get`` polls the connection
     manager set with :meth:`poll_with` when nothing is queued and no other
-    thread is polling. A ``maxsize`` above 0 bounds the queue: ``put``
-    then raises :class:`queue.Full` at once when it is full.
+    thread is polling. A ``maxsize`` above 0 bounds what ``put`` queues
+    (connections a poll finds are queued for the threads regardless).
     """
 
     def __init__(self, server: Any, maxsize: int = 0) -> None:
@@ -49,21 +53,34 @@ class TurnQueue:
         self.maxsize = maxsize
         #: Queued items, oldest first, each with the monotonic time it was queued.
         self.queue: collections.deque[tuple[Any, float]] = collections.deque()
-        self._turn = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._turn = threading.Condition(lock)
+        self._room = threading.Condition(lock)  # put() waits on it while the queue is full
         self._waiting = 0  # threads waiting in get()
         self._manager: Any = None
         self._polling = False
         # monotonic time since when no thread polls while a manager is set.
         self._unpolled_since: float | None = None
         self._longest_wait = 0.0
+        self._polled_at = 0.0  # monotonic time the last poll ended
 
     # -- queue.Queue's interface, as cheroot's pool uses it --------------------
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        """Queue ``item`` for the next free thread."""
+        """Queue ``item`` for the next free thread.
+
+        When ``maxsize`` items are queued, waits for room as
+        :meth:`queue.Queue.put` does (``block``, ``timeout``), then raises
+        :class:`queue.Full`.
+        """
         with self._turn:
-            if self.maxsize > 0 and len(self.queue) >= self.maxsize:
-                raise queue.Full
+            if self.maxsize > 0:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while len(self.queue) >= self.maxsize:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if not block or (left is not None and left <= 0):
+                        raise queue.Full
+                    self._room.wait(left)
             self.queue.append((item, time.monotonic()))
             if self._waiting:
                 self._turn.notify()
@@ -85,8 +102,11 @@ class TurnQueue:
         always block without a timeout).
         """
         with self._turn:
-            while not self.queue:
-                if self._manager is not None and not self._polling:
+            while True:
+                may_poll = self._manager is not None and not self._polling
+                if self.queue and not (may_poll and self._poll_due()):
+                    return self._take()
+                if may_poll:
                     self._polling = True
                     self._unpolled_since = None
                     break
@@ -95,9 +115,12 @@ class TurnQueue:
                     self._turn.wait()
                 finally:
                     self._waiting -= 1
-            if self.queue:
-                return self._take()
         return self._lead()
+
+    def _poll_due(self) -> bool:
+        """Whether the last poll is :data:`POLL_INTERVAL` old: work that has come
+        since must not wait for the queue to drain."""
+        return time.monotonic() - self._polled_at >= POLL_INTERVAL
 
     def oldest_wait(self) -> float:
         """The longest a taken item waited since the last call, or the oldest queued one waits."""
@@ -110,6 +133,8 @@ class TurnQueue:
 
     def _take(self) -> Any:
         item, queued_at = self.queue.popleft()
+        if self.maxsize > 0:
+            self._room.notify()
         # Racing threads may lose a sample here; the next one comes soon.
         self._longest_wait = max(self._longest_wait, time.monotonic() - queued_at)
         return item
@@ -139,21 +164,24 @@ class TurnQueue:
         """Poll until something comes, then hand the turn on; return this thread's item."""
         found: list[Any] = []
         try:
-            while not found and not self.queue:
+            while True:
                 manager = self._manager
                 if manager is None:
                     break
                 try:
-                    found = manager.poll(POLL_TIMEOUT)
+                    # With work queued, only a look at what has come meanwhile.
+                    found = manager.poll(0 if self.queue else POLL_TIMEOUT)
                 except Exception:
                     # A thread that dies here leaves cheroot's pool serving nobody.
                     self.server.error_log(
                         "Error polling for connections", level=logging.ERROR, traceback=True
                     )
+                if found or self.queue:
+                    break
         finally:
             with self._turn:
                 self._polling = False
-                now = time.monotonic()
+                now = self._polled_at = time.monotonic()
                 self.queue.extend((conn, now) for conn in found)
                 if self._manager is None:
                     self._turn.notify_all()  # poll_with(None) waits for this
