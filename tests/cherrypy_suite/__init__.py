@@ -68,7 +68,8 @@ FULLY_PASSING = (
     "test_auth_basic", "test_auth_digest", "test_config_server", "test_dynamicobjectmapping",
     "test_etags", "test_iterator", "test_json", "test_mime", "test_objectmapping",
     "test_params", "test_proxy", "test_refleaks", "test_routes", "test_sessionauthenticate",
-    "test_virtualhost", "test_wsgi_ns", "test_wsgi_unix_socket", "test_wsgiapps",
+    "test_virtualhost", "test_wsgi_ns", "test_wsgi_unix_socket", "test_wsgi_vhost",
+    "test_wsgiapps",
 )  # fmt: skip
 
 
