@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+from morello.http.native import NativeRequest, native_server
 
 
 class VirtualHost:
@@ -31,12 +31,12 @@ class VirtualHost:
 
     def __init__(
         self,
-        default: WSGIApp,
-        domains: Mapping[str, WSGIApp] | None = None,
+        default: Callable[..., Any],
+        domains: Mapping[str, Callable[..., Any]] | None = None,
         use_x_forwarded_host: bool = True,
     ) -> None:
         self.default = default
-        self.domains: Mapping[str, WSGIApp] = domains or {}
+        self.domains: Mapping[str, Callable[..., Any]] = domains or {}
         self.use_x_forwarded_host = use_x_forwarded_host
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -45,3 +45,19 @@ class VirtualHost:
             host = environ.get("HTTP_X_FORWARDED_HOST", host)
         app = self.domains.get(host, self.default)
         return app(environ, start_response)
+
+    def serve_native(self, native: NativeRequest, start_response: Callable[..., Any]) -> Any:
+        """Pass a request the server hands over natively on to the host's application.
+
+        morello applications get it natively too; other WSGI applications get
+        its environ.
+        """
+        fields = native.head.fields
+        host = fields.get(b"Host", b"")
+        if self.use_x_forwarded_host:
+            host = fields.get(b"X-Forwarded-Host", host)
+        app = self.domains.get(host.decode("latin-1"), self.default)
+        serve = native_server(app)
+        if serve is None:
+            return app(native.environ(), start_response)
+        return serve(native, start_response)
