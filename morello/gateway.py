@@ -22,6 +22,7 @@ from morello.http.native import NativeRequest
 from morello.http_response import text_header_list
 from morello.lib.httputil import Host, urljoin
 from morello.serving import serving
+from morello.vhost import VirtualHost
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
@@ -401,3 +402,8 @@ class WSGIPipeline:
 
 #: CherryPy's name for :class:`WSGIPipeline`.
 CPWSGIApp = WSGIPipeline
+
+__all__ = [
+    "AppResponse", "CPWSGIApp", "ExceptionTrapper", "InternalRedirector", "NativeAppResponse",
+    "VirtualHost", "WSGIPipeline", "recode_path_qs", "translate_headers", "trapped_error",
+]  # fmt: skip

@@ -18,8 +18,9 @@ from e2e_support import build_request, exchange
 from test_server import bus, make_server  # noqa: F401  (fixture)
 
 import morello
-from morello.application import Tree
+from morello.application import Application, Tree
 from morello.process.bus import Bus
+from morello.vhost import VirtualHost
 
 #: Values that differ between two connections or servers, whichever the path.
 PER_CONNECTION = ("REMOTE_PORT", "SERVER_PORT")
@@ -108,6 +109,11 @@ def ports(bus: Bus) -> Iterator[tuple[int, int]]:  # noqa: F811
     tree.mount(Root(), "/app")
     tree.mount(Root(), "/tagged", {"/": {"wsgi.pipeline": [("tagger", Tagger)]}})
     tree.graft(raw_app, "/raw")
+    sites = {
+        "localhost": Application(Root(), None, {"/": {"response.headers.X-Site": "local"}}),
+        "raw.example": raw_app,
+    }
+    tree.graft(VirtualHost(Application(Root(), None), sites), "/sites")
     native = make_server(bus)
     native.app = tree
     wsgi = make_server(bus)
@@ -210,3 +216,25 @@ def test_the_environ_is_built_only_when_asked_for(ports: tuple[int, int]) -> Non
     port = str(ports[0])
     assert native.body.decode() == f"False True {port}"
     assert wsgi.body.decode() == f"True True {ports[1]}"
+
+
+@pytest.mark.parametrize(
+    "forwarded_host, site",
+    [(None, "local"), ("localhost", "local"), ("elsewhere.example", None)],
+)
+def test_a_grafted_virtual_host_passes_requests_on_natively(
+    ports: tuple[int, int], forwarded_host: str | None, site: str | None
+) -> None:
+    headers = [("X-Forwarded-Host", forwarded_host)] if forwarded_host else []
+    request = build_request("GET", "/sites/page?x=1", headers=headers)
+    request_seen = seen(ports, request)
+    assert (request_seen["script_name"], request_seen["path_info"]) == ("/sites", "/page")
+    native, wsgi = both(ports, request)
+    assert native.header("X-Site") == wsgi.header("X-Site") == site
+
+
+def test_a_virtual_host_gives_a_plain_wsgi_app_the_environ(ports: tuple[int, int]) -> None:
+    request = build_request("GET", "/sites/y", headers=[("X-Forwarded-Host", "raw.example")])
+    native, wsgi = both(ports, request)
+    assert json.loads(native.body)["PATH_INFO"] == "/y"
+    assert json.loads(native.body)["HTTP_X_FORWARDED_HOST"] == "raw.example"

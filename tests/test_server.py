@@ -296,6 +296,8 @@ def test_serves_on_an_ephemeral_port_and_frees_it(bus: Bus) -> None:
     bus.stop()
     assert not server.running
     assert refuses_connections(port)
+    # Nothing is bound any more: back to the port asked for.
+    assert server.bound_addr == server.bind_addr == ("127.0.0.1", 0)
     server.stop()  # stopping twice is harmless
     assert any("already shut down" in m for _, m in bus.messages)  # type: ignore[attr-defined]
 

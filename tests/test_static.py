@@ -278,9 +278,9 @@ def multipart(response: Any) -> list[tuple[str, bytes]]:
     parts = []
     for chunk in response.body.split(b"--" + boundary)[1:-1]:
         head, _, data = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
-        fields = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
-        assert fields["Content-Type"] == "application/octet-stream"
-        parts.append((fields["Content-Range"], data.removesuffix(b"\r\n")))
+        fields = dict(line.lower().split(": ", 1) for line in head.decode().split("\r\n"))
+        assert fields["content-type"] == "application/octet-stream"
+        parts.append((fields["content-range"], data.removesuffix(b"\r\n")))
     return parts
 
 

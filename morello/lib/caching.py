@@ -95,14 +95,23 @@ class _Resource:
     URL has variants in the cache.
     """
 
-    __slots__ = ("selecting_headers", "variants")
+    __slots__ = ("cache", "uri", "selecting_headers", "variants")
 
-    def __init__(self, selecting_headers: tuple[str, ...]) -> None:
+    def __init__(self, cache: MemoryCache, uri: str, selecting_headers: tuple[str, ...]) -> None:
+        self.cache = cache
+        self.uri = uri
         self.selecting_headers = selecting_headers
         self.variants: dict[tuple[str, ...], _Entry] = {}
 
     def key(self, request_headers: HeaderMap) -> tuple[str, ...]:
         return tuple(request_headers.get(name, "") for name in self.selecting_headers)
+
+    def clear(self) -> None:
+        """Drop every cached variant of the URL.
+
+        (CherryPy's ``cache.store[uri]`` is a dict, which applications clear.)
+        """
+        self.cache.drop(self.uri)
 
 
 class _Fill:
@@ -234,7 +243,7 @@ class MemoryCache(Cache):
                 names = tuple(e.value for e in response.headers.elements("Vary"))
                 if "*" in names:  # varies on things no request header tells
                     return
-                resource = _Resource(names)
+                resource = _Resource(self, uri, names)
             key = resource.key(request.headers)
             old = resource.variants.get(key)
             freed, replaced = (old.size, 1) if old is not None else (0, 0)
@@ -264,7 +273,10 @@ class MemoryCache(Cache):
 
     def delete(self) -> None:
         """Drop every cached variant of the current request's URL."""
-        uri = _resource_uri()
+        self.drop(_resource_uri())
+
+    def drop(self, uri: str) -> None:
+        """Drop every cached variant of ``uri``."""
         with self._lock:
             resource = self.store.get(uri)
             if resource is not None:

@@ -83,12 +83,14 @@ def send_ranges(fileobj: BinaryIO, offset: int, length: int, ranges: list[Range]
         return
     boundary = uuid.uuid4().hex
     part_type = headers.get("Content-Type")
-    type_line = f"Content-Type: {part_type}\r\n" if part_type else ""
-    pieces: list[bytes | Range] = []
+    # CherryPy's layout byte for byte (clients may compare): an empty line
+    # first, and "Content-type" and "Content-range" spelled so.
+    type_line = f"Content-type: {part_type}\r\n" if part_type else ""
+    pieces: list[bytes | Range] = [b"\r\n"]
     for start, stop in ranges:
         part_head = (
             f"--{boundary}\r\n{type_line}"
-            f"Content-Range: {_content_range(start, stop, length)}\r\n\r\n"
+            f"Content-range: {_content_range(start, stop, length)}\r\n\r\n"
         )
         pieces += [part_head.encode("ascii", "replace"), (start, stop), b"\r\n"]
     pieces.append(f"--{boundary}--\r\n".encode("ascii"))

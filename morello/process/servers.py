@@ -339,6 +339,7 @@ class ServerAdapter:
         if thread is not None and thread is not threading.current_thread():
             thread.join(_THREAD_JOIN_TIMEOUT)
         self.running = False
+        self._listening_port = None
         if isinstance(addr, tuple) and addr[1] and self.owns_socket:
             wait_for_free_port(*addr, timeout=Timeouts.free)
         self.bus.log(f"HTTP Server {self.httpserver} shut down")

@@ -199,3 +199,17 @@ def test_odd_pragma(compare, value):
     same(compare, "GET", f"/?t={t}")
     same(compare, "GET", f"/?t={t}", {"Pragma": value})
     assert same(compare, "GET", f"/?t={t}").status == 200
+
+
+def test_clearing_a_url_in_the_store(compare):
+    english = {"Accept-Language": "en"}
+    french = {"Accept-Language": "fr"}
+    same(compare, "GET", "/vary?t=clr", english)
+    same(compare, "GET", "/vary?t=clr", french)
+    assert same(compare, "GET", "/vary?t=clr", english).text == "en ran 1"
+    assert same(compare, "GET", "/clear?path=%2Fvary%3Ft%3Dclr").status == 200
+    # Every variant of the URL is gone...
+    assert same(compare, "GET", "/vary?t=clr", french).text == "fr ran 3"
+    assert same(compare, "GET", "/vary?t=clr", english).text == "en ran 4"
+    # ...and the URL is cached again.
+    assert same(compare, "GET", "/vary?t=clr", english).text == "en ran 4"

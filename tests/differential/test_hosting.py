@@ -54,3 +54,23 @@ def test_cookies_sent(compare, path):
 )
 def test_cookies_read(compare, cookie):
     compare("GET", "/cookie/read", {"Cookie": cookie})
+
+
+@pytest.mark.parametrize("mount", ["/sites", "/direct"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # www.example.com: the default site
+        {"Host": "blog.example.com"},
+        {"Host": "blog.example.com:8080"},
+        {"Host": "BLOG.example.com"},  # looked up as sent
+        {"Host": "shop.example.com"},  # a plain WSGI app
+        {"Host": None},
+        {"X-Forwarded-Host": "blog.example.com"},
+        {"Host": "blog.example.com", "X-Forwarded-Host": "shop.example.com"},
+        {"Host": "blog.example.com", "X-Forwarded-Host": "nowhere.example.com"},
+    ],
+)
+def test_sites_by_host_name(compare, mount, headers):
+    compare("GET", f"{mount}/", headers)
+    compare("GET", f"{mount}/missing", headers)

@@ -79,3 +79,16 @@ def test_error_hooks(compare, path, status):
 )
 def test_trailing_slash_and_response_headers(compare, path, status):
     assert compare("GET", path).status == status
+
+
+def test_bytes_headers_appended_after_finalize(compare):
+    reply = compare("GET", "/finalized/as_bytes")
+    assert reply.status == 200 and reply.header("WWW-Authenticate") is not None
+
+
+@pytest.mark.parametrize("path, culprit", [("bad_name", b"2"), ("bad_value", b"3")])
+def test_other_headers_appended_after_finalize(compare, path, culprit):
+    # A bare 500 on both; the message naming the culprit is worded differently.
+    ours, ref = compare.both("GET", f"/finalized/{path}")
+    assert ours.status == ref.status == 500
+    assert culprit in ours.body.splitlines()[-1]

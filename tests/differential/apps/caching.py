@@ -84,6 +84,14 @@ class Root:
             yield f"chunk {i} of run {n}\n".encode()
 
 
+    @cherrypy.expose
+    @cherrypy.config(**{"tools.caching.on": False})
+    def clear(self, path):
+        # The cache's store maps each URL to its variants, which apps may clear.
+        cherrypy._cache.store[cherrypy.request.base + path].clear()
+        return f"cleared {path}"
+
+
 config = {"/": {"tools.caching.on": True}}
 
 if __name__ == "__main__":

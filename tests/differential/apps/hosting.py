@@ -1,7 +1,7 @@
-"""Hosting several applications, cookies, logging and a grafted WSGI app.
+"""Hosting several applications, cookies, logging and grafted WSGI apps.
 
 The "Multiple applications", "Cookies" and "Logging" examples of the
-tutorial, in one process.
+tutorial, in one process, and sites chosen by host name (``_cpwsgi.VirtualHost``).
 """
 
 import cherrypy
@@ -92,6 +92,26 @@ def wsgi_app(environ, start_response):
     return [body]
 
 
+class Site:
+    def __init__(self, name):
+        self.name = name
+
+    @cherrypy.expose
+    def index(self):
+        return f"site {self.name} at {cherrypy.request.script_name!r} {cherrypy.url()}"
+
+
+def sites(use_x_forwarded_host=True):
+    """One server, a site per host name, chosen by WSGI middleware."""
+    default = cherrypy.Application(Site("default"))
+    domains = {
+        "blog.example.com": cherrypy.Application(Site("blog")),
+        "blog.example.com:8080": cherrypy.Application(Site("blog on 8080")),
+        "shop.example.com": wsgi_app,
+    }
+    return cherrypy._cpwsgi.VirtualHost(default, domains, use_x_forwarded_host)
+
+
 blog_conf = {"/": {"response.headers.X-App": "blog"}}
 forum_conf = {"/": {"response.headers.X-App": "forum"}}
 
@@ -101,4 +121,6 @@ if __name__ == "__main__":
     cherrypy.tree.mount(MyCookieApp(), "/cookie")
     cherrypy.tree.mount(Logging(), "/log")
     cherrypy.tree.graft(wsgi_app, "/wsgi")
+    cherrypy.tree.graft(sites(), "/sites")
+    cherrypy.tree.graft(sites(use_x_forwarded_host=False), "/direct")
     cherrypy.quickstart(Forum(), "/forum", forum_conf)

@@ -169,8 +169,38 @@ class Configured:
         return "unused"
 
 
+def append_headers(header_list=()):
+    # After finalize: straight into the list that goes to the server.
+    cherrypy.response.header_list.extend(header_list)
+
+
+cherrypy.tools.append_headers = cherrypy.Tool("on_end_resource", append_headers)
+
+
+class Finalized:
+    """Headers appended to ``response.header_list``, as bytes (CherryPy's type) or wrong."""
+
+    @cherrypy.expose
+    @cherrypy.tools.append_headers(
+        header_list=[(b"WWW-Authenticate", b"Negotiate"), (b"WWW-Authenticate", b"Basic x=\xe9")]
+    )
+    def as_bytes(self):
+        return "two more headers"
+
+    @cherrypy.expose
+    @cherrypy.tools.append_headers(header_list=[(2, b"3")])
+    def bad_name(self):
+        return "never sent"
+
+    @cherrypy.expose
+    @cherrypy.tools.append_headers(header_list=[(b"X-Number", 3)])
+    def bad_value(self):
+        return "never sent"
+
+
 class Root:
     def __init__(self):
+        self.finalized = Finalized()
         self.decorated = Decorated()
         self.configured = Configured()
         self.reprioritized = Configured()
