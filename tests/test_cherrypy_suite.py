@@ -21,6 +21,7 @@ from cherrypy_suite import (
 )
 
 import morello
+from morello.testing import running
 
 CP_MODULES = ("_cpconfig", "_cpdispatch", "_cperror", "_cplogging", "_cpreqbody",
               "_cprequest", "_cpserver", "_cptools", "_cptree", "_cpwsgi", "_json")  # fmt: skip
@@ -61,3 +62,21 @@ def test_cherrypy_wsgi_server_path_names_morellos_server() -> None:
     # Config files name it: server.instance = 'cherrypy._cpwsgi_server.CPWSGIServer'.
     module = importlib.import_module("morello._cpwsgi_server")
     assert module.CPWSGIServer is morello.httpserver.WSGIServer
+
+
+class Hello:
+    @morello.expose
+    def index(self) -> str:
+        return "hello"
+
+
+def test_cherrypy_native_server_path_serves_the_tree() -> None:
+    # CherryPy's native server: morello's own, which serves morello apps without WSGI.
+    instance = "morello._cpnative_server.CPHTTPServer"
+    try:
+        with running({"": Hello()}, global_config={"server.instance": instance}) as client:
+            assert client.get("/").text == "hello"
+            native = importlib.import_module("morello._cpnative_server")
+            assert type(morello.server.httpserver) is native.CPHTTPServer
+    finally:
+        morello.server.instance = None
