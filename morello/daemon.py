@@ -68,9 +68,11 @@ def start(
     for path in configfiles or ():
         try:
             morello.config.update(path)
-            # One application: the file is its config as well, as in cherryd.
-            if len(morello.tree.apps) == 1:
-                next(iter(morello.tree.apps.values())).merge(path)
+            # One application: the file is its config as well, as in cherryd
+            # (a grafted WSGI application has no config to merge into).
+            apps = list(morello.tree.apps.values())
+            if len(apps) == 1 and isinstance(apps[0], morello.Application):
+                apps[0].merge(path)
         except (OSError, ValueError) as exc:
             raise StartupError(f"bad config file {path!r}: {type(exc).__name__}: {exc}") from None
     if environment is not None:

@@ -90,18 +90,18 @@ class Cherryd:
             """)
         )
 
-    def command(self, *options: str) -> list[str]:
-        return [sys.executable, "-m", "morello", "-c", str(self.config), "-i", "cherryd_site",
+    def command(self, *options: str, module: str = "cherryd_site") -> list[str]:
+        return [sys.executable, "-m", "morello", "-c", str(self.config), "-i", module,
                 "-P", str(self.app_dir), "-p", str(self.pidfile), *options]  # fmt: skip
 
-    def start(self, *options: str) -> subprocess.Popen[bytes]:
+    def start(self, *options: str, module: str = "cherryd_site") -> subprocess.Popen[bytes]:
         # A rewritten module of the same size within the same second would
         # look unchanged to the bytecode cache: the re-executed process must
         # compile the source.
         env = {**python_env(), "PYTHONDONTWRITEBYTECODE": "1"}
         with self.stderr.open("ab") as stderr:
             process = subprocess.Popen(
-                self.command(*options), cwd=self.cwd, env=env,
+                self.command(*options, module=module), cwd=self.cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
             )  # fmt: skip
         self.processes.append(process)
@@ -153,6 +153,26 @@ def test_serves_the_imported_modules_app_and_sigterm_stops_it(cherryd: Cherryd) 
     process.send_signal(signal.SIGTERM)
     assert process.wait(DEADLINE) == 0
     assert not cherryd.pidfile.exists()
+
+
+def test_serves_a_grafted_wsgi_application(cherryd: Cherryd) -> None:
+    (cherryd.app_dir / "cherryd_wsgi.py").write_text(
+        textwrap.dedent("""\
+        import morello
+
+        def hello(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"wsgi hello"]
+
+        morello.tree.graft(hello, "")
+        """)
+    )
+    process = cherryd.start(module="cherryd_wsgi")
+    pid = wait_for(lambda: cherryd.pid_in_file(), DEADLINE, "the pid file")
+    assert pid == process.pid
+    wait_for(lambda: cherryd.get("/") == "wsgi hello", DEADLINE, "the WSGI application")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(DEADLINE) == 0
 
 
 def test_daemonizes_and_restarts_on_sighup(cherryd: Cherryd) -> None:
