@@ -79,9 +79,13 @@ def parse_value(text: str) -> object:
     and dicts of accepted forms; unary ``+``/``-`` and ``+ - * / // %`` on
     numbers; ``+`` between two strings (or two bytes); builtin classes such
     as ``int``; dotted names of importable objects (``collections.OrderedDict``,
-    ``package.module.Class``); and calls of such names whose arguments are
-    accepted forms (``datetime.timedelta(seconds=5)``), keywords included as
-    ``**`` of a dict with string keys (``VirtualHost(**{"a.example": "/a"})``).
+    ``package.module.Class``), subscripted by a literal
+    (``http.client.responses[404]``); and calls of such names whose arguments
+    are accepted forms (``datetime.timedelta(seconds=5)``), keywords included
+    as ``**`` of a dict with string keys (``VirtualHost(**{"a.example": "/a"})``);
+    a keyword written out wins over the same key in a ``**`` dict, and the
+    first ``**`` dict wins over later ones. ``__import__('pkg.mod', globals(),
+    locals(), [''])`` is read as another spelling of the name ``pkg.mod``.
     An empty value is the empty string. Anything else raises :class:`ConfigError`.
     """
     stripped = text.strip()
@@ -127,8 +131,10 @@ def _evaluate(node: ast.expr) -> Any:
         return _evaluate_unary(node)
     if isinstance(node, ast.BinOp):
         return _evaluate_binary(node)
-    if isinstance(node, (ast.Name, ast.Attribute)):
+    if isinstance(node, (ast.Name, ast.Attribute)) or _is_import(node):
         return _resolve(_dotted_name(node))
+    if isinstance(node, ast.Subscript):
+        return _evaluate_subscript(node)
     if isinstance(node, ast.Call):
         return _evaluate_call(node)
     raise _Rejected(f"{_describe(node)} is not allowed")
@@ -174,6 +180,22 @@ def _evaluate_binary(node: ast.BinOp) -> Any:
     return op(left, right)
 
 
+def _evaluate_subscript(node: ast.Subscript) -> Any:
+    # Only names of importable objects, so that a value reads a table
+    # (response_codes[404]) but cannot index what a call returned.
+    if not isinstance(node.value, (ast.Name, ast.Attribute, ast.Subscript)):
+        raise _Rejected(f"only a dotted name may be subscripted, not {_describe(node.value)}")
+    key = _literal(node.slice, "a subscript")
+    return _evaluate(node.value)[key]
+
+
+def _literal(node: ast.expr, what: str) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError):
+        raise _Rejected(f"{what} must be a literal, not {ast.unparse(node)!r}") from None
+
+
 def _evaluate_call(node: ast.Call) -> Any:
     if not isinstance(node.func, (ast.Name, ast.Attribute)):
         raise _Rejected("only dotted names may be called")
@@ -183,6 +205,7 @@ def _evaluate_call(node: ast.Call) -> Any:
         raise _Rejected(f"{name!r} is not callable")
     args = _evaluate_items(node.args)
     kwargs = {}
+    unpacked = []
     for keyword in node.keywords:
         value = _evaluate(keyword.value)
         if keyword.arg is not None:
@@ -190,9 +213,14 @@ def _evaluate_call(node: ast.Call) -> Any:
         # '**{...}' passes keywords that are not identifiers, such as the
         # host names of VirtualHost(**{"www.example.com": "/www"}).
         elif isinstance(value, dict) and all(isinstance(key, str) for key in value):
-            kwargs.update(value)
+            unpacked.append(value)
         else:
             raise _Rejected(f"'**' in a call needs a dict with string keys, not {value!r}")
+    # Where Python would refuse a key given twice, CherryPy's config keeps the
+    # written-out keyword, else the first '**' dict's value; files rely on it.
+    for extra in unpacked:
+        for key, value in extra.items():
+            kwargs.setdefault(key, value)
     return func(*args, **kwargs)
 
 
@@ -201,10 +229,64 @@ def _dotted_name(node: ast.expr) -> str:
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
         node = node.value
-    if not isinstance(node, ast.Name):
+    if _is_import(node):
+        parts.append(_imported_name(node))  # type: ignore[arg-type]
+    elif isinstance(node, ast.Name):
+        parts.append(node.id)
+    else:
         raise _Rejected(f"attribute access on {_describe(node)} is not allowed")
-    parts.append(node.id)
     return ".".join(reversed(parts))
+
+
+def _is_import(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "__import__"
+    )
+
+
+_IMPORT_PARAMETERS = ("name", "globals", "locals", "fromlist", "level")
+
+
+def _imported_name(node: ast.Call) -> str:
+    """The dotted name ``__import__(...)`` stands for: it imports, nothing more."""
+    if len(node.args) > len(_IMPORT_PARAMETERS) or any(
+        isinstance(arg, ast.Starred) for arg in node.args
+    ):
+        raise _Rejected("__import__ takes name, globals, locals, fromlist and level")
+    given = dict(zip(_IMPORT_PARAMETERS, node.args, strict=False))
+    for keyword in node.keywords:
+        if keyword.arg not in _IMPORT_PARAMETERS or keyword.arg in given:
+            raise _Rejected("__import__ takes name, globals, locals, fromlist and level")
+        given[keyword.arg] = keyword.value
+    if "name" not in given:
+        raise _Rejected("__import__ needs a module name")
+    name = _literal(given["name"], "the module name of __import__")
+    if not isinstance(name, str) or not name:
+        raise _Rejected(f"__import__ needs a module name, not {name!r}")
+    # globals and locals only matter to relative imports, which are refused:
+    # they are taken as written, globals() or locals() or a literal.
+    for namespace in ("globals", "locals"):
+        if namespace in given and not _is_namespace(given[namespace]):
+            _literal(given[namespace], f"the {namespace} of __import__")
+    if "level" in given and _literal(given["level"], "the level of __import__") != 0:
+        raise _Rejected("relative imports (level other than 0) are not allowed")
+    fromlist = given.get("fromlist")
+    if fromlist is not None:
+        fromlist = _literal(fromlist, "the fromlist of __import__")
+    # Like Python: with an empty fromlist the top-level package is the result.
+    return name if fromlist else name.partition(".")[0]
+
+
+def _is_namespace(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("globals", "locals")
+        and not node.args
+        and not node.keywords
+    )
 
 
 def resolve_name(name: str) -> Any:

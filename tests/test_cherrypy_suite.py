@@ -11,16 +11,20 @@ import importlib
 
 import pytest
 from cherrypy_suite import (
+    DELIBERATE,
     FULLY_PASSING,
     VERSION,
+    ModuleResult,
     SdistUnavailable,
     fetch_sdist,
+    print_table,
     reference_results,
-    regressions,
     run_target,
+    unexplained,
 )
 
 import morello
+from morello.testing import running
 
 CP_MODULES = ("_cpconfig", "_cpdispatch", "_cperror", "_cplogging", "_cpreqbody",
               "_cprequest", "_cpserver", "_cptools", "_cptree", "_cpwsgi", "_json")  # fmt: skip
@@ -45,7 +49,7 @@ def test_fully_passing_modules_still_pass(tmp_path) -> None:
     for module in modules:
         # A broken shim would make CherryPy fail too: the subset must be real tests.
         assert reference[module].count("passed") > 0, module
-    lost = {m: regressions(reference[m], r) for m, r in results.items()}
+    lost = {m: unexplained(m, reference[m], r) for m, r in results.items()}
     assert not {m: tests for m, tests in lost.items() if tests}
 
 
@@ -61,3 +65,48 @@ def test_cherrypy_wsgi_server_path_names_morellos_server() -> None:
     # Config files name it: server.instance = 'cherrypy._cpwsgi_server.CPWSGIServer'.
     module = importlib.import_module("morello._cpwsgi_server")
     assert module.CPWSGIServer is morello.httpserver.WSGIServer
+
+
+class Hello:
+    @morello.expose
+    def index(self) -> str:
+        return "hello"
+
+
+def test_cherrypy_native_server_path_serves_the_tree() -> None:
+    # CherryPy's native server: morello's own, which serves morello apps without WSGI.
+    instance = "morello._cpnative_server.CPHTTPServer"
+    try:
+        with running({"": Hello()}, global_config={"server.instance": instance}) as client:
+            assert client.get("/").text == "hello"
+            native = importlib.import_module("morello._cpnative_server")
+            assert type(morello.server.httpserver) is native.CPHTTPServer
+    finally:
+        morello.server.instance = None
+
+
+def test_summary_counts_deliberate_differences_apart(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(DELIBERATE, "test_x::Case::test_b", "our own wording")
+    monkeypatch.setitem(DELIBERATE, "test_x::test_d[1]", "no favicon")
+    monkeypatch.setitem(DELIBERATE, "test_x::Case::test_e", "stale entry")
+    names = ["Case::test_a", "Case::test_b", "Case::test_c", "cherrypy.test.test_x::test_d[1]",
+             "Case::test_e"]  # fmt: skip
+    reference = ModuleResult("ok", 1.0, dict.fromkeys(names, "passed"))
+    morello_outcomes = ["passed", "failed", "error", "failed", "passed"]
+    result = ModuleResult("ok", 1.0, dict(zip(names, morello_outcomes, strict=True)),
+                          {"Case::test_c": "boom"})  # fmt: skip
+    assert print_table({"test_x": reference}, {"test_x": result}, failures=True) == (2, 5, 2)
+    out = capsys.readouterr().out.splitlines()
+    assert "    failed   Case::test_b: deliberate: our own wording" in out
+    assert "    failed   cherrypy.test.test_x::test_d[1]: deliberate: no favicon" in out
+    assert "    error    Case::test_c: boom" in out
+    assert "2/5 CherryPy-passing tests pass (2 more differ on purpose: see README)" in out
+    assert "note: test_x::Case::test_e passes now: remove it from DELIBERATE" in out
+    assert unexplained("test_x", reference, result) == ["Case::test_c"]
+
+
+def test_deliberate_entries_name_known_modules_and_give_a_reason() -> None:
+    for test, reason in DELIBERATE.items():
+        module, _, name = test.partition("::")
+        assert module.startswith("test_") and name and not name.startswith("cherrypy."), test
+        assert reason.strip() and "\n" not in reason, test

@@ -138,6 +138,20 @@ def test_dotted_name_imports_longest_module_prefix() -> None:
     assert xml.etree.ElementTree is ElementTree
 
 
+def test_subscripted_dotted_names() -> None:
+    import http.client
+
+    assert parse_value("http.client.responses[404]") == http.client.responses[404]
+    assert parse_value("os.sep[-1]") == os.sep
+    assert parse_value("string.ascii_letters[0][0]") == "a"
+
+
+def test_import_call_is_another_spelling_of_a_module_name() -> None:
+    assert parse_value("__import__('os.path', globals(), locals(), [''])") is os.path
+    assert parse_value("__import__('xml.etree')") is xml
+    assert parse_value("__import__('os', fromlist=['sep']).sep") == os.sep
+
+
 def test_calls() -> None:
     assert parse_value("datetime.timedelta(seconds=5)") == datetime.timedelta(seconds=5)
     od = parse_value("collections.OrderedDict([('b', 1), ('a', 2)])")
@@ -184,8 +198,15 @@ def test_module_with_broken_import_is_reported(tmp_path, monkeypatch) -> None:
         ("static", r"'static' is neither a builtin class nor an importable module"),
         ("no_such_module_xyz.Thing", r"'no_such_module_xyz' is neither"),
         ("os.no_such_attr", r"'os' has no attribute 'no_such_attr'"),
-        ("__import__('os').system('true')", r"attribute access on a call result"),
-        ("__import__('os')", r"'__import__' is neither a builtin class"),
+        ("__import__(os.sep)", r"the module name of __import__ must be a literal"),
+        ("__import__('')", r"__import__ needs a module name, not ''"),
+        ("__import__(fromlist=[])", r"__import__ needs a module name"),
+        ("__import__('os', open('x'))", r"the globals of __import__ must be a literal"),
+        ("__import__('os', None, None, [os.sep])", r"the fromlist of __import__ must be"),
+        ("__import__('os', level=1)", r"relative imports \(level other than 0\)"),
+        ("__import__('os', None, None, [], 0, 1)", r"__import__ takes name, globals"),
+        ("__import__('os', nme='x')", r"__import__ takes name, globals"),
+        ("globals()", r"'globals' is neither a builtin class"),
         ("eval('1')", r"'eval' is neither a builtin class"),
         ("open('/etc/passwd')", r"'open' is neither a builtin class"),
         ("lambda: 1", r"a lambda is not allowed"),
@@ -198,7 +219,11 @@ def test_module_with_broken_import_is_reported(tmp_path, monkeypatch) -> None:
         ("os.__builtins__", r"dunder attributes such as '__builtins__'"),
         ("int.__subclasses__()", r"dunder attributes such as '__subclasses__'"),
         ("f'{1}'", r"an f-string is not allowed"),
-        ("{'a': 1}['a']", r"subscripting is not allowed"),
+        ("{'a': 1}['a']", r"only a dotted name may be subscripted, not a dict literal"),
+        ("int('1')[0]", r"only a dotted name may be subscripted, not a call result"),
+        ("os.environ[os.sep]", r"a subscript must be a literal, not 'os.sep'"),
+        ("os.sep[0:1]", r"a subscript must be a literal, not '0:1'"),
+        ("os.environ['MORELLO_NO_SUCH_VARIABLE']", r"KeyError"),
         ("1 if True else 2", r"the expression '1 if True else 2' is not allowed"),
         ("1 < 2", r"is not allowed"),
         ("not True", r"the operator 'not' is not allowed"),
@@ -463,6 +488,24 @@ DIFFERENTIAL_CONFIGS = [
     storage = cherrypy.lib.sessions.RamSession
     join = os.path.join
     kind = int
+    """,
+    """\
+    [/]
+    reason = http.client.responses[404]
+    nested = string.ascii_letters[-1]
+    separator = os.path.sep[0]
+    """,
+    """\
+    [/]
+    before = dict(foo="buzz", **{"foo": "bar", "fizz": "buzz"})
+    after = dict(**{"foo": "bar", "fizz": "buzz"}, foo="buzz")
+    first = dict(**{"a": 1}, **{"a": 2, "b": 3})
+    """,
+    """\
+    [/]
+    fromlist = __import__('os.path', globals(), locals(), ['']).sep
+    package = __import__('os.path').path.sep
+    module = __import__('collections', None, None, ['OrderedDict'], 0)
     """,
 ]
 

@@ -528,6 +528,19 @@ def test_autoreloader_file_for_module_without_file() -> None:
     assert Autoreloader._file_for_module(NoFile) is None  # type: ignore[arg-type]
 
 
+def test_autoreloader_file_for_file_module_under_cherrypys_name() -> None:
+    # CherryPy's own tests call this step of _file_for_module by its name.
+    class NoFile:
+        __file__ = None
+
+    class Relative:
+        __file__ = os.path.join("pkg", "mod.py")
+
+    assert Autoreloader._file_for_file_module(NoFile) is None  # type: ignore[arg-type]
+    found = Autoreloader._file_for_file_module(Relative)  # type: ignore[arg-type]
+    assert found == os.path.join(plugins.IMPORT_CWD, "pkg", "mod.py")
+
+
 def touch_later(path: Path) -> None:
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))

@@ -155,6 +155,19 @@ def test_port_helpers_tell_free_from_occupied() -> None:
         check_port("", port)
 
 
+def test_unverifiable_wildcard_bind_only_warns() -> None:
+    # Nothing listens on the port: on a wildcard address that may only mean
+    # there is no loopback to probe it through, so the wait warns; on any
+    # other address it fails.
+    with listening_socket() as sock:
+        port = sock.getsockname()[1]
+    unverified = f"Unable to verify that the server is bound on {port}"
+    with pytest.warns(UserWarning, match=unverified), servers._safe_wait("0.0.0.0", port):
+        wait_for_occupied_port("0.0.0.0", port, timeout=0.1)
+    with pytest.raises(OSError, match="not bound"), servers._safe_wait("127.0.0.1", port):
+        wait_for_occupied_port("127.0.0.1", port, timeout=0.1)
+
+
 # -- Server settings -----------------------------------------------------
 
 

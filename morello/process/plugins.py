@@ -285,12 +285,16 @@ class Autoreloader(Monitor):
                     files.add(filename)
         return files
 
-    @staticmethod
-    def _file_for_module(module: ModuleType) -> str | None:
+    @classmethod
+    def _file_for_module(cls, module: ModuleType) -> str | None:
         # Modules imported from a zip archive are watched through the archive.
         archive = getattr(getattr(module, "__loader__", None), "archive", None)
-        if archive:
-            return archive
+        return archive or cls._file_for_file_module(module)
+
+    @staticmethod
+    def _file_for_file_module(module: ModuleType) -> str | None:
+        # The absolute path of the module's own file (None for a module
+        # without one), under CherryPy's name for this step.
         filename = getattr(module, "__file__", None)
         if not filename:
             return None

@@ -20,11 +20,13 @@ The port helpers :func:`check_port`, :func:`wait_for_free_port` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
@@ -318,14 +320,8 @@ class ServerAdapter:
         if self._prepared or not isinstance(addr, tuple) or not self.owns_socket:
             return
         host, port = self.bound_addr  # type: ignore[misc]
-        try:
+        with _safe_wait(host, port):
             wait_for_occupied_port(host, port, timeout=Timeouts.occupied)
-        except OSError:
-            if client_host(host) == host:
-                raise
-            # Bound to a wildcard address without a usable loopback: the
-            # server may well be listening, we just cannot tell.
-            warnings.warn(f"Unable to verify that the server is bound on {port!r}", stacklevel=2)
 
     def stop(self) -> None:
         """Stop the HTTP server; for a TCP port we bound, wait until it is free again."""
@@ -350,3 +346,19 @@ class ServerAdapter:
         """Stop, then start the HTTP server."""
         self.stop()
         self.start()
+
+
+@contextlib.contextmanager
+def _safe_wait(host: str, port: int) -> Iterator[None]:
+    """Turn a failed wait for a wildcard-bound port into a warning.
+
+    Bound to a wildcard address without a usable loopback, the server may
+    well be listening: we just cannot tell by connecting. Any other address
+    lets the error through.
+    """
+    try:
+        yield
+    except OSError:
+        if client_host(host) == host:
+            raise
+        warnings.warn(f"Unable to verify that the server is bound on {port!r}", stacklevel=3)

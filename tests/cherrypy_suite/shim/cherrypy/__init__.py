@@ -87,6 +87,11 @@ class MorelloAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         """Already executed as morello's: only give its own spec back."""
         module.__spec__ = self.specs.pop(module.__spec__.name)
 
+    def get_code(self, name: str) -> Any:
+        """The code of morello's module: ``python -m cherrypy`` runs ``morello.__main__``."""
+        spec = importlib.util.find_spec("morello" + name[len("cherrypy") :])
+        return spec.loader.get_code(spec.name)
+
 
 def load_real_cherrypy() -> ModuleType:
     """Import the real CherryPy package as ``cherrypy``, skipping this shim."""
