@@ -37,6 +37,9 @@ def echo_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> lis
     if path == "/empty":
         start_response("204 No Content", [])
         return [b""]
+    if path.startswith("/overlong"):  # more than the declared Content-Length
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return [b"12345", b"678"] if path == "/overlong-later" else [b"12345678"]
     text = f"{environ['REQUEST_METHOD']} {path}?{environ['QUERY_STRING']} ".encode() + body
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(text)))])
     return [text]
@@ -335,3 +338,16 @@ def test_tls_requests_take_the_lean_path(
     assert received.count(b"HTTP/1.1 200 OK\r\n") == 2
     assert b"POST /read? secret" in received and received.endswith(b"GET /two? -")
     assert len(lean_served) == 2
+
+
+def test_a_first_chunk_longer_than_the_content_length_is_a_500(port: int) -> None:
+    """Nothing has gone out yet: the client gets a 500, not a body cut short. Once the
+    head is out, the rest is cut to what it announced and the connection serves on."""
+    with Conn(port) as conn:
+        conn.send(build_request("GET", "/overlong"))
+        assert conn.reply().status == 500
+    with Conn(port) as conn:
+        conn.send(build_request("GET", "/overlong-later") + build_request("GET", "/x"))
+        cut = conn.reply()
+        assert (cut.status, cut.body) == (200, b"12345")
+        assert conn.reply().body == b"GET /x? -"

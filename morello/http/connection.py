@@ -38,7 +38,7 @@ from morello.http.framing import ChunkedBody
 from morello.http.native import NativeApp, NativeRequest, Peer, native_server
 from morello.http.parser import HeadError, HeadParser, RequestHead, Unparsed, checked_head
 from morello.http.reader import BodyPace, HeadTooLarge, SocketReader
-from morello.http.response import Response, refusal
+from morello.http.response import BodyLongerThanDeclared, Response, refusal
 
 __all__ = ["LeanConnection"]
 
@@ -153,6 +153,10 @@ class LeanConnection(cheroot.server.HTTPConnection):
         except OSError as exc:
             if self._socket_error(exc) and not response.head_sent:
                 self._refuse("500 Internal Server Error")
+            return False
+        except BodyLongerThanDeclared as exc:
+            server.error_log(str(exc), level=logging.ERROR)
+            self._refuse("500 Internal Server Error", str(exc))
             return False
         except MaxSizeExceeded:
             # A chunked body over the limit, read by an application that let

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Response", "http_date", "refusal"]
+__all__ = ["BodyLongerThanDeclared", "Response", "http_date", "refusal"]
 
 _BODILESS = frozenset({204, 205, 304})
 
@@ -42,6 +42,16 @@ def refusal(protocol: str, status: str, message: str | bytes = "") -> bytes:
         f"{protocol} {status}\r\nContent-Length: {len(body)}\r\n"
         "Content-Type: text/plain\r\nConnection: close\r\n\r\n"
     ).encode("ISO-8859-1") + body
+
+
+class BodyLongerThanDeclared(ValueError):
+    """The application's first body chunk is longer than its ``Content-Length``."""
+
+    def __init__(self, length: int, declared: int) -> None:
+        super().__init__(
+            f"The application's response body ({length} bytes or more) is longer than its "
+            f"Content-Length ({declared})."
+        )
 
 
 class Response:
@@ -118,6 +128,10 @@ class Response:
             raise RuntimeError("WSGI write called before start_response.")
         head = b"" if self.head_sent else self._head()
         if self.remaining is not None:
+            if head and len(chunk) > self.remaining:
+                # Nothing has gone out: the client can still get a 500 for it.
+                self.head_sent = False
+                raise BodyLongerThanDeclared(len(chunk), self.remaining)
             chunk = chunk[: self.remaining]  # never more than announced
             self.remaining -= len(chunk)
         if self.no_body:
