@@ -63,17 +63,15 @@ def _log_time() -> str:
     return stamp
 
 
-# Apache's escaping of log items: '"' and '\' get a backslash, common
-# whitespace controls their C notation, every other byte outside printable
-# ASCII (including each byte of a UTF-8 sequence) a \xhh escape.
+# CherryPy's escaping of log items (that of Python's bytes repr): '"' gets a
+# backslash, tab, newline and carriage return their C notation, every other
+# byte outside printable ASCII (including each byte of a UTF-8 sequence) a
+# \xhh escape; a backslash stays as it is.
 _SPECIAL_ESCAPES = {
-    0x08: "\\b",
     0x09: "\\t",
     0x0A: "\\n",
-    0x0B: "\\v",
     0x0D: "\\r",
     0x22: '\\"',
-    0x5C: "\\\\",
 }
 _BYTE_ESCAPES = tuple(
     _SPECIAL_ESCAPES.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in range(256)
@@ -82,7 +80,7 @@ _BYTE_ESCAPES = tuple(
 
 def _escape(value: str) -> str:
     # Nearly every atom is plain printable ASCII: check that in C first.
-    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+    if value.isascii() and value.isprintable() and '"' not in value:
         return value
     return "".join([_BYTE_ESCAPES[b] for b in value.encode("utf-8", "surrogatepass")])
 
@@ -289,8 +287,8 @@ class LogManager:
         """Write the access line of the current request.
 
         The data come from ``serving.request`` and ``serving.response``.
-        Non-printable characters, ``"`` and ``\\`` in every atom are escaped
-        the way Apache does it. Nothing is formatted when no handler would
+        Non-printable characters and ``"`` in every atom are escaped the way
+        CherryPy does it (a backslash stays as it is). Nothing is formatted when no handler would
         receive the line, or only handlers that drop it (:func:`decline_access`).
         """
         log = self.access_log

@@ -414,19 +414,21 @@ def test_access_escaping(manager: LogManager, current) -> None:
     manager.access_log_format = '"{r}" "{a}" "{f}"'
     (line,) = access_lines(manager)
     assert line == (
-        r'"GET /a\"b\\c\nd\te\x01\x7f\xc3\xa9 HTTP/1.1" "evil \"agent\"\r\n\b\v" "it' + "'s" + '"'
+        r'"GET /a\"b\c\nd\te\x01\x7f\xc3\xa9 HTTP/1.1" "evil \"agent\"\r\n\x08\x0b" "it'
+        + "'s"
+        + '"'
     )
     assert "\n" not in line and "\r" not in line
 
 
 def test_access_escaping_matches_cherrypy(manager: LogManager, current, monkeypatch) -> None:
-    """Where Apache and CherryPy agree (no backslash, \\b or \\v), so do we."""
+    """Byte for byte as CherryPy escapes them, backslashes and control bytes included."""
     cherrypy = pytest.importorskip("cherrypy")
     from cherrypy import _cplogging
 
     fmt = '{h} {l} {u} "{r}" {s} {b} "{f}" "{a}" {o} {i}'
     request = FakeRequest(
-        request_line='GET /q"uote\ttab\nnl\x01\x7f\u00e9 HTTP/1.1',
+        request_line='GET /q"uote\ttab\nnl\x01\x7f\u00e9\\x41\x08\x0b HTTP/1.1',
         headers=Headers({"User-Agent": 'a "quoted" agent', "Referer": "it's", "Host": "h"}),
         login="bob",
     )
