@@ -179,6 +179,7 @@ class WSGIServer(cheroot.wsgi.Server):
             accepted_queue_timeout=server_adapter.accepted_queue_timeout,
         )
         self.protocol = server_adapter.protocol_version
+        self.keep_alive_conn_limit = server_adapter.keep_alive_conn_limit
         self.nodelay = server_adapter.nodelay
         self.max_request_header_size = server_adapter.max_request_header_size or 0
         self.max_request_body_size = server_adapter.max_request_body_size or 0
@@ -348,6 +349,11 @@ class Server(ServerAdapter):
     accepted_queue_timeout: float = 10
     #: Seconds to wait for worker threads to finish when stopping.
     shutdown_timeout: float = 5
+    #: Most keep-alive connections kept open between requests; past it a
+    #: response says ``Connection: close`` (None: no limit). An idle
+    #: connection costs a socket and a buffer, not a thread, so this is far
+    #: above cheroot's 10, which made busy clients reconnect.
+    keep_alive_conn_limit: int | None = 1000
     #: The HTTP version written in response status lines.
     protocol_version: str = "HTTP/1.1"
     #: Number of worker threads started, and kept however idle.

@@ -732,3 +732,22 @@ def test_server_namespace_handler(monkeypatch: pytest.MonkeyPatch, bus: Bus) -> 
     bus.start()
     assert get(extra.bound_addr)[0] == 200
     assert not morello.servers["off"].running
+
+
+def test_many_keep_alive_connections_stay_open(bus: Bus) -> None:
+    """Forty clients each keep their connection between requests (cheroot's own limit
+    of 10 idle ones made the others reconnect); the limit is a setting."""
+    server = make_server(bus, socket_queue_size=64)
+    bus.start()
+    clients = [socket.create_connection(server.bound_addr, timeout=10) for _ in range(40)]
+    try:
+        for _ in range(2):
+            for client in clients:
+                client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            answers = [client.recv(65536) for client in clients]
+            assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers)
+            assert not [a for a in answers if b"connection: close" in a.lower()]
+    finally:
+        for client in clients:
+            client.close()
+    assert server.httpserver.keep_alive_conn_limit == 1000
