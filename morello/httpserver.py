@@ -343,7 +343,11 @@ class Server(ServerAdapter):
     socket_queue_size: int = 5
     #: Seconds an accepted connection may stay silent.
     socket_timeout: float = 10
-    #: How many accepted connections may wait for a worker thread (-1: no limit).
+    #: How many connections handed to the pool from outside a poll (TLS
+    #: records already decrypted, connections off the lean path) may wait
+    #: for a thread (-1: no limit). Requests a poll finds are queued for the
+    #: threads regardless: while every thread is busy nobody polls, so new
+    #: work waits in the kernel's listen queue, where other workers take it.
     accepted_queue_size: int = -1
     #: Seconds to wait for room in that queue before answering 503.
     accepted_queue_timeout: float = 10
