@@ -200,7 +200,7 @@ class AdaptiveThreadPool(ThreadPool):
         """Grow, shrink or keep the pool, given the CPU ``load`` of the last ticks."""
         self._clear_dead_threads()
         size = len(self._threads) - len(self._pending_shutdowns)
-        waited, queued = self._waiting(now)
+        waited, queued = self._waiting(size)
         # Only while connections still wait: a wait that ended before a quiet
         # spell (clients not sending) says nothing about that spell's CPU use.
         if queued and waited > self.grow_after and load < self.cpu_spare_below:
@@ -230,7 +230,7 @@ class AdaptiveThreadPool(ThreadPool):
         what the ``size`` current ones use on average."""
         return math.ceil(size * self.cpu_spare_below / max(load, 0.01))
 
-    def _waiting(self, now: float) -> tuple[float, int]:
+    def _waiting(self, size: int) -> tuple[float, int]:
         """How long work waited for a thread since the last look, and how much waits now.
 
         Work waits in the queue, or, while every thread is busy and so nobody
@@ -240,12 +240,10 @@ class AdaptiveThreadPool(ThreadPool):
         waited, queued = turns.oldest_wait(), turns.qsize()
         unpolled = turns.unpolled_for
         if unpolled > self.grow_after:
-            manager = getattr(self.server, "_connections", None)
-            pending = manager.pending_events() if manager is not None else 0
+            pending = turns.unpolled_events()
             if pending:
                 # A listening socket counts once however many connections
                 # wait on it: take it as enough work to double the pool.
-                size = len(self._threads) - len(self._pending_shutdowns)
                 waited, queued = max(waited, unpolled), queued + max(pending, size)
         return waited, queued
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from bus_support import wait_until
+from test_server import make_server
 
 from morello.http.connection import LeanConnection
 from morello.http.gathering import GatheringManager
@@ -45,11 +46,10 @@ def serve(bus: Bus) -> Iterator[Callable[..., Server]]:
     release.clear()
 
     def start(threads: int, max_threads: int = -1) -> Server:
-        server = Server(bus, app)
-        server.socket_port = 0
-        server.socket_queue_size = 64
-        server.thread_pool, server.thread_pool_max = threads, max_threads
-        server.subscribe()
+        server = make_server(
+            bus, socket_queue_size=64, thread_pool=threads, thread_pool_max=max_threads
+        )
+        server.app = app
         bus.start()
         return server
 
@@ -130,6 +130,7 @@ def test_a_thread_polls_between_queued_connections_once_the_last_poll_is_old() -
     turns.poll_with(manager)
     for item in ("a", "b", "c"):
         turns.put(item)
+    turns._polled_at -= POLL_INTERVAL
     assert turns.get() == "a"  # the last poll is long past: one look first, without waiting
     assert manager.polls == [0]
     assert turns.get() == "b"  # just looked

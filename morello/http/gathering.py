@@ -109,10 +109,15 @@ class GatheringManager(connections.ConnectionManager):
         self._selector.register(self._alarm.fileno(), selectors.EVENT_READ, data=self._alarm)
 
     @property
+    def _num_connections(self) -> int:
+        # Every registered socket but the listening one and the alarm.
+        return len(self._selector) - 2
+
+    @property
     def can_add_keepalive_connection(self) -> bool:
         """Whether another idle connection may be kept (those mid-request do not count)."""
         limit = self.server.keep_alive_conn_limit
-        return limit is None or self._num_connections - len(self._due) - 1 < limit
+        return limit is None or self._num_connections - len(self._due) < limit
 
     def put(self, conn: Any) -> None:
         """Take back a connection between requests (or with part of the next one received)."""

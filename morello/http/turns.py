@@ -59,10 +59,9 @@ class TurnQueue:
         self._waiting = 0  # threads waiting in get()
         self._manager: Any = None
         self._polling = False
-        # monotonic time since when no thread polls while a manager is set.
-        self._unpolled_since: float | None = None
         self._longest_wait = 0.0
-        self._polled_at = 0.0  # monotonic time the last poll ended
+        # monotonic time the last poll ended (or polling was allowed).
+        self._polled_at = time.monotonic()
 
     # -- queue.Queue's interface, as cheroot's pool uses it --------------------
 
@@ -108,7 +107,6 @@ class TurnQueue:
                     return self._take()
                 if may_poll:
                     self._polling = True
-                    self._unpolled_since = None
                     break
                 self._waiting += 1
                 try:
@@ -148,7 +146,7 @@ class TurnQueue:
         """
         with self._turn:
             previous, self._manager = self._manager, manager
-            self._unpolled_since = None
+            self._polled_at = time.monotonic()
             self._turn.notify_all()
             while manager is None and self._polling:
                 previous.wake()
@@ -157,8 +155,16 @@ class TurnQueue:
     @property
     def unpolled_for(self) -> float:
         """Seconds since the last poll ended, while no thread polls (0 while one does)."""
-        since = self._unpolled_since
-        return 0.0 if since is None else max(time.monotonic() - since, 0.0)
+        if self._polling or self._manager is None:
+            return 0.0
+        return max(time.monotonic() - self._polled_at, 0.0)
+
+    def unpolled_events(self) -> int:
+        """Sockets with something to do while no thread polls (0 while one does)."""
+        manager = self._manager
+        if manager is None or self._polling:
+            return 0
+        return manager.pending_events()
 
     def _lead(self) -> Any:
         """Poll until something comes, then hand the turn on; return this thread's item."""
@@ -185,10 +191,7 @@ class TurnQueue:
                 self.queue.extend((conn, now) for conn in found)
                 if self._manager is None:
                     self._turn.notify_all()  # poll_with(None) waits for this
-                else:
-                    # Until another thread begins to poll.
-                    self._unpolled_since = now
-                    if self._waiting:
-                        # One to poll next, and one for each item this thread leaves.
-                        self._turn.notify(max(len(self.queue), 1))
+                elif self._waiting:
+                    # One to poll next, and one for each item this thread leaves.
+                    self._turn.notify(max(len(self.queue), 1))
         return self.get()
