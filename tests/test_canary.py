@@ -208,14 +208,20 @@ def test_while_the_canary_is_judged_no_other_worker_starts_and_none_retires(
     assert arbiter.reexec_pid is None
 
 
-def test_a_canary_that_asks_to_be_recycled_retires_no_old_worker(
-    arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def judge_a_canary(arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch) -> list[Worker]:
+    """HUP, and let the first new worker become ready: its canary window is open."""
     spawned = record_spawns(arbiter, monkeypatch)
     arbiter.on_hup()
     arbiter.supervise(0.0)
     spawned[0].state = State.READY
     arbiter.supervise(0.0)
+    return spawned
+
+
+def test_a_canary_that_asks_to_be_recycled_retires_no_old_worker(
+    arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned = judge_a_canary(arbiter, monkeypatch)
     spawned[0].recycle_reason = "max_requests"
     arbiter.supervise(1.0)
     assert [w.state for w in arbiter.workers.values()] == [State.READY] * 3
@@ -224,11 +230,7 @@ def test_a_canary_that_asks_to_be_recycled_retires_no_old_worker(
 def test_a_hup_during_the_verdict_replaces_the_canary_and_a_rollback_skips_its_release(
     arbiter: Arbiter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spawned = record_spawns(arbiter, monkeypatch)
-    arbiter.on_hup()
-    arbiter.supervise(0.0)
-    spawned[0].state = State.READY
-    arbiter.supervise(0.0)
+    spawned = judge_a_canary(arbiter, monkeypatch)
     arbiter.on_hup()
     assert spawned[0].state is State.RETIRING and arbiter.rollout_from == 1
     arbiter.supervise(1.0)
