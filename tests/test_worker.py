@@ -467,6 +467,18 @@ def test_sigterm_while_booting_exits_at_once(listener, spawn):
     assert "ready" not in worker.types()
 
 
+def test_sigterm_while_booting_stops_the_boot_where_it_is(listener, spawn, tmp_path, monkeypatch):
+    """Nothing of the boot runs after the signal: no server starts, so no connection is
+    accepted and then dropped with the process (an exit from another thread raced that)."""
+    marker = tmp_path / "went-on"
+    monkeypatch.setenv("MORELLO_TEST_MARKER", str(marker))
+    worker = spawn([listener], "worker_apps_term_at_start:root")
+    assert worker.exit_code() == EXIT_OK
+    assert worker.wait_for("exiting")["reason"] == "SIGTERM"
+    assert "ready" not in worker.types()
+    assert not marker.exists(), marker.read_text()
+
+
 def test_only_the_main_thread_takes_signals_while_booting(listener, spawn):
     """Helper threads block signals, so SIGTERM interrupts the main thread's slow import."""
     worker = spawn([listener], "worker_apps_slow_import:root")

@@ -14,7 +14,9 @@
 Signal handlers only queue work: the main thread (or, for the immediate
 exits, a dedicated thread) does it. A handler that wrote to the channel
 itself could interrupt the main thread in the middle of a send and
-deadlock on the channel's lock.
+deadlock on the channel's lock. The one exception is a stop that comes
+while booting, before the servers accept: the handler raises
+:class:`BootCancelled` in the main thread, so the boot ends where it is.
 """
 
 from __future__ import annotations
@@ -92,6 +94,21 @@ def run(options: WorkerOptions) -> NoReturn:
         os._exit(EXIT_ERROR)
 
 
+class BootCancelled(BaseException):
+    """Raised in the main thread by a stop that comes before the worker accepts.
+
+    It ends the boot wherever the boot is, so nothing after that point runs.
+    Exiting from another thread instead would race the main thread, which
+    could meanwhile start the servers and accept connections, then drop them
+    with the process. (Not an ``Exception``: the application code being
+    imported or started must not catch it.)
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Worker:
     """One worker process's state; :meth:`run` is its main thread."""
 
@@ -103,24 +120,29 @@ class Worker:
         self.watchdog: Watchdog | None = None
         #: Work for the main thread: ("drain", reason) or ("reopen", signal name).
         self.requests: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
-        #: Immediate exits, (reason, exit code), for the exit thread.
+        #: Immediate exits (SIGINT, SIGQUIT, SIGABRT), (reason, exit code), for the exit thread.
         self.exits: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         #: Set once "ready" is sent.
         self.ready = threading.Event()
         #: Set once the servers may accept connections: from then on, requests
         #: may be in flight, so stopping means draining.
         self.accepting = threading.Event()
+        #: Why another thread asked the main thread to stop the boot.
+        self._cancel_reason: str | None = None
 
     # -- the main thread ---------------------------------------------------
 
     def run(self) -> int:
         """Boot, serve, drain; return the exit code."""
-        self._take_over_process()
-        self.channel.send("booting", number=self.options.number)
         try:
+            self._take_over_process()
+            self.channel.send("booting", number=self.options.number)
             self._boot()
         except BootError as exc:
             return self._boot_failed(exc)
+        except BootCancelled as exc:
+            self._send_exiting(exc.reason)
+            return EXIT_OK
         self.ready.set()
         # The master must not scale an app that keeps its sessions in RAM.
         alone = next(iter(ram_session_users(morello.tree)), None)
@@ -276,7 +298,7 @@ class Worker:
     # -- signals and the master ----------------------------------------------
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        self._drain_or_exit("SIGTERM")
+        self._drain_or_exit(self._cancel_reason or "SIGTERM")
 
     def _on_fast_exit(self, signum: int, frame: Any) -> None:
         self.exits.put((signal.Signals(signum).name, EXIT_OK))
@@ -298,8 +320,12 @@ class Worker:
         # (Drained later, once booted, if it has begun accepting.)
         if self.accepting.is_set():
             self.requests.put(("drain", reason))
+        elif threading.current_thread() is threading.main_thread():
+            raise BootCancelled(reason)
         else:
-            self.exits.put((reason, EXIT_OK))
+            # Only the main thread can stop the boot where it is (see BootCancelled).
+            self._cancel_reason = reason
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
 
     def _exit_thread(self) -> None:
         reason, code = self.exits.get()
