@@ -239,12 +239,10 @@ class AdaptiveThreadPool(ThreadPool):
         turns = self.turns
         waited, queued = turns.oldest_wait(), turns.qsize()
         unpolled = turns.unpolled_for
-        if unpolled > self.grow_after:
-            pending = turns.unpolled_events()
-            if pending:
-                # A listening socket counts once however many connections
-                # wait on it: take it as enough work to double the pool.
-                waited, queued = max(waited, unpolled), queued + max(pending, size)
+        if unpolled > self.grow_after and turns.waits_unpolled():
+            # How much waits is unknown (a listening socket reports once however
+            # many connections wait on it): take it as enough to double the pool.
+            waited, queued = max(waited, unpolled), queued + max(size, 1)
         return waited, queued
 
     def _retire(self, amount: int) -> None:

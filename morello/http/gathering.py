@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import math
 import re
-import selectors
 import socket
 import ssl
 import threading
@@ -55,6 +54,7 @@ from typing import Any
 from cheroot import connections
 
 from morello.http.reader import HeadTooLarge
+from morello.http.readiness import ArmedSelector
 from morello.http.response import refusal
 
 __all__ = ["SMALL_BODY", "GatheringManager", "small_body_length"]
@@ -93,6 +93,10 @@ class GatheringManager(connections.ConnectionManager):
 
     def __init__(self, server: Any) -> None:
         super().__init__(server)
+        # Connections stay in one epoll set, armed once per request (see ArmedSelector).
+        self._selector.close()
+        self._selector = ArmedSelector()
+        self._selector.register(server.socket.fileno(), server, persistent=True)
         #: Registered connections with a request begun: ``(when it is overdue
         #: on the monotonic clock, whether its head is complete)``. Polling thread only.
         self._due: dict[Any, tuple[float, bool]] = {}
@@ -106,7 +110,7 @@ class GatheringManager(connections.ConnectionManager):
         self._alarm_out = alarm_out
         self._alarm.setblocking(False)
         alarm_out.setblocking(False)
-        self._selector.register(self._alarm.fileno(), selectors.EVENT_READ, data=self._alarm)
+        self._selector.register(self._alarm.fileno(), self._alarm, persistent=True)
 
     @property
     def _num_connections(self) -> int:
@@ -121,16 +125,14 @@ class GatheringManager(connections.ConnectionManager):
 
     def put(self, conn: Any) -> None:
         """Take back a connection between requests (or with part of the next one received)."""
-        if not _gathers(conn):
-            super().put(conn)
-            return
         conn.last_used = time.time()
         if conn.rfile.has_data():
-            # Decrypted TLS bytes wait, which select() cannot see.
+            # Buffered (or decrypted TLS) bytes wait, which select() cannot see.
             self.server.process_conn(conn)
             return
-        conn.socket.settimeout(0)
-        self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
+        if _gathers(conn):
+            conn.socket.settimeout(0)
+        self._selector.rearm(conn.socket.fileno(), conn)
 
     def run(self, expiration_interval: float) -> None:
         """Let the server's threads poll this manager (:mod:`morello.http.turns`) until stopped."""
@@ -164,26 +166,26 @@ class GatheringManager(connections.ConnectionManager):
         except OSError:
             pass  # full (a wake is pending anyway) or closed
 
-    def pending_events(self) -> int:
-        """How many sockets a poll would find something on now (connections, bytes to read)."""
-        try:
-            return sum(1 for _ in self._selector.select(timeout=0))
-        except OSError:  # closed meanwhile
-            return 0
+    def has_pending_events(self) -> bool:
+        """Whether a poll would find something now (a connection, bytes to read)."""
+        return self._selector.has_events()
 
     def poll(self, timeout: float) -> list[Any]:
         """Wait up to ``timeout`` seconds for events, handle them; return the connections
         a thread should serve now. One thread at a time polls."""
         try:
-            ready = list(self._selector.select(timeout=timeout))
+            ready = self._selector.select(timeout=timeout)
         except OSError:
             if not self._stop_requested:
                 self._remove_invalid_sockets()
             return []
         if self._stop_requested:
+            for fd, conn in ready:
+                if conn is not self.server and conn is not self._alarm:
+                    self._selector.rearm(fd, conn)  # still listed, for close()
             return []
         self._found = []
-        for fd, conn in ready:
+        for _, conn in ready:
             if conn is self.server:
                 # One at a time, as cheroot does: the worker processes sharing
                 # the socket each take their share, not the first one all.
@@ -197,9 +199,8 @@ class GatheringManager(connections.ConnectionManager):
                 except OSError:
                     pass
             elif _gathers(conn):
-                self._receive(conn, registered=True)
+                self._receive(conn, watched=True)
             else:
-                self._selector.unregister(fd)
                 self._found.append(conn)
         now = time.time()
         if now - self._checked > self._expiration_interval:
@@ -215,10 +216,13 @@ class GatheringManager(connections.ConnectionManager):
             return
         conn.last_used = time.time()
         conn.socket.settimeout(0)
-        self._receive(conn, registered=False)
+        self._receive(conn, watched=False)
 
-    def _receive(self, conn: Any, registered: bool) -> None:
-        """One receive without waiting; hand the connection on once its request is complete."""
+    def _receive(self, conn: Any, watched: bool) -> None:
+        """One receive without waiting; hand the connection on once its request is complete.
+
+        ``watched``: whether the selector has the socket (it reported it).
+        """
         reader = conn.rfile
         try:
             count = reader.fill()
@@ -230,17 +234,19 @@ class GatheringManager(connections.ConnectionManager):
             count = 0  # reset: as good as closed
         if count == 0:
             if reader.pending:
-                self._hand_over(conn, registered)  # the thread answers, or closes
+                self._hand_over(conn)  # the thread answers, or closes
             else:
-                self._drop(conn, registered)
+                self._drop(conn)
             return
         if count is not None:
             conn.last_used = time.time()
             if self._complete(conn):
-                self._hand_over(conn, registered)
+                self._hand_over(conn)
                 return
-        if not registered:
-            self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
+        if watched:
+            self._selector.rearm(conn.socket.fileno(), conn)
+        else:
+            self._selector.register(conn.socket.fileno(), conn)
 
     def _complete(self, conn: Any) -> bool:
         """Whether a thread has work on ``conn``; starts the request's clocks if not."""
@@ -268,16 +274,14 @@ class GatheringManager(connections.ConnectionManager):
             )
         return False
 
-    def _hand_over(self, conn: Any, registered: bool) -> None:
-        if registered:
-            self._selector.unregister(conn.socket.fileno())
+    def _hand_over(self, conn: Any) -> None:
+        # Disarmed: the thread re-arms it with put(), or closes it.
         self._due.pop(conn, None)
         conn.socket.settimeout(self.server.timeout)
         self._found.append(conn)
 
-    def _drop(self, conn: Any, registered: bool) -> None:
-        if registered:
-            self._selector.unregister(conn.socket.fileno())
+    def _drop(self, conn: Any) -> None:
+        self._selector.unregister(conn.socket.fileno())
         self._due.pop(conn, None)
         conn.close()
 

@@ -159,12 +159,12 @@ class TurnQueue:
             return 0.0
         return max(time.monotonic() - self._polled_at, 0.0)
 
-    def unpolled_events(self) -> int:
-        """Sockets with something to do while no thread polls (0 while one does)."""
+    def waits_unpolled(self) -> bool:
+        """Whether a socket has something to do while no thread polls (False while one does)."""
         manager = self._manager
         if manager is None or self._polling:
-            return 0
-        return manager.pending_events()
+            return False
+        return manager.has_pending_events()
 
     def _lead(self) -> Any:
         """Poll until something comes, then hand the turn on; return this thread's item."""
