@@ -64,6 +64,11 @@ class DrainingConnectionManager(ConnectionManager):
             # listening in the master and the other workers.
             listener.close()
 
+    @property
+    def can_add_keepalive_connection(self) -> bool:
+        """False while draining: every response then says ``Connection: close``."""
+        return self.draining_since is None and super().can_add_keepalive_connection
+
     def _from_server_socket(self, server_socket: Any) -> Any:
         # select() may have reported the listening socket just before
         # stop_accepting(); the lock makes the check and the accept one step.
@@ -135,16 +140,6 @@ class DrainingWSGIServer(WSGIServer):
         plain = self._connections
         self._connections = DrainingConnectionManager(self, self.idle_grace)
         plain._selector.close()  # it only held the listening socket
-
-    @property
-    def draining(self) -> bool:
-        manager = getattr(self, "_connections", None)
-        return getattr(manager, "draining_since", None) is not None
-
-    @property
-    def can_add_keepalive_connection(self) -> bool:
-        """False while draining: every response then says ``Connection: close``."""
-        return not self.draining and super().can_add_keepalive_connection
 
     def stop_accepting(self) -> None:
         """Leave new connections to the other workers; finish the open ones."""

@@ -307,6 +307,9 @@ class StatsMiddleware:
         return response
 
 
+_SAFE_ITERATORS = (type(iter([])), type(iter(())))
+
+
 class _TrackedResponse:
     """The application's response iterable, reporting its end to the stats.
 
@@ -339,7 +342,16 @@ class _TrackedResponse:
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            yield from self.body
+            chunks = iter(self.body)
+        except Exception:
+            self.status = None
+            raise
+        # Walking a list or a tuple cannot fail: no need to watch it.
+        return chunks if type(chunks) in _SAFE_ITERATORS else self._watched(chunks)
+
+    def _watched(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        try:
+            yield from chunks
         except Exception:
             # The server answers 500 if it can; if the headers are already
             # out, the client gets a truncated body: a failure either way.
