@@ -23,6 +23,11 @@ store never sees Python objects and never (de)serializes by itself.
 ``acquire_lock()`` / ``release_lock()``
     Exclusive per-session lock, bounded by ``lock_timeout`` seconds; on
     timeout raise :class:`LockTimeout` (a 503). Set ``self.locked``.
+    A store that can read the record in the same round trip as the lock
+    may leave what ``_load()`` would return in ``self.preloaded`` (when
+    ``self.reads_ahead``): :meth:`Session.load` then takes it from there.
+    ``_save`` and ``_touch`` may release a lock held in the same round trip
+    (clearing ``self.locked``): :meth:`Session.save` releases it next anyway.
 ``__len__()``
     How many live (unexpired) sessions the store holds.
 ``clean_up()``
@@ -70,6 +75,8 @@ logger = logging.getLogger("morello.sessions")
 ID_BYTES = 20
 _ID_FORMAT = re.compile(r"[0-9a-f]{40}")
 _UNSET = object()
+#: ``Session.preloaded`` while the store has read nothing ahead.
+NOT_READ = object()
 # Seconds between two log lines about the same failing store class.
 _FAILURE_LOG_INTERVAL = 10.0
 #: The values of ``tools.sessions.locking``.
@@ -138,6 +145,8 @@ class Session:
         self._snapshot: dict[str, str] = {}
         self._created = time.time()
         self._stored = False  # a record exists for self.id
+        #: What the store read with the lock, for load() (see the module doc).
+        self.preloaded: Any = NOT_READ
         # The store is asked only about ids of the right shape, and only when
         # the session is first used: a request that never touches the session
         # keeps working while the store is down.
@@ -147,6 +156,11 @@ class Session:
             self._missing = id is not None
             self.id = self.generate_id()
         self._maybe_clean_up()
+
+    @property
+    def reads_ahead(self) -> bool:
+        """Whether load() will read a stored record: a lock taken now may read it too."""
+        return self._stored and not self.loaded
 
     @property
     def missing(self) -> bool:
@@ -196,7 +210,9 @@ class Session:
         self.loaded = True
         if not self._stored:
             return
-        loaded = self._call_store(self._load)
+        loaded, self.preloaded = self.preloaded, NOT_READ
+        if loaded is NOT_READ:
+            loaded = self._call_store(self._load)
         now = time.time()
         try:
             if loaded is None:

@@ -6,6 +6,11 @@ to do). ``<prefix><id>:lock`` is the lock: ``SET NX PX`` with a random owner
 token, removed by a Lua script only by the owner that still holds it. Every
 command names one key, so the same code runs against a Redis Cluster.
 
+A request on a stored session makes three round trips: ``EXISTS`` (the
+client's id names a live record), the lock with the record's read, and the
+write with the lock's release (pipelines, not transactions; on a Cluster,
+whose pipelines run no script, the release goes apart).
+
 Clients are made lazily and per process: a forked worker never uses a
 socket its parent opened.
 """
@@ -28,7 +33,7 @@ from redis.exceptions import ClusterError, RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from .base import ID_BYTES, Session
+from .base import ID_BYTES, NOT_READ, Session
 from .hosts import split_host_port
 
 logger = logging.getLogger("morello.sessions")
@@ -173,6 +178,15 @@ def client_for(url: str, socket_connect_timeout: float, socket_timeout: float) -
     return client
 
 
+def _loaded(record: bytes | None, ttl_ms: int) -> tuple[bytes, float] | None:
+    """What ``_load`` returns, from a record and its PTTL as Redis gave them."""
+    if record is None:
+        return None
+    # -1: no TTL (written by someone else); treat it as never expiring.
+    expiration_time = float("inf") if ttl_ms < 0 else time.time() + ttl_ms / 1000
+    return record, expiration_time
+
+
 class RedisSession(Session):
     """Sessions in Redis at ``url``: one server, a Sentinel-managed master or a Cluster.
 
@@ -225,18 +239,30 @@ class RedisSession(Session):
 
     def _load(self) -> tuple[bytes, float] | None:
         with self.client.pipeline() as pipe:  # MULTI: data and TTL of the same record
-            record, ttl_ms = pipe.get(self._key()).pttl(self._key()).execute()
-        if record is None:
-            return None
-        # -1: no TTL (written by someone else); treat it as never expiring.
-        expiration_time = float("inf") if ttl_ms < 0 else time.time() + ttl_ms / 1000
-        return record, expiration_time
+            return _loaded(*pipe.get(self._key()).pttl(self._key()).execute())
 
     def _save(self, record: bytes, expiration_time: float) -> None:
-        self.client.set(self._key(), record, px=self._ttl_ms(expiration_time))
+        key, ttl_ms = self._key(), self._ttl_ms(expiration_time)
+        self._write(lambda client: client.set(key, record, px=ttl_ms))
 
     def _touch(self, expiration_time: float) -> None:
-        self.client.pexpire(self._key(), self._ttl_ms(expiration_time))
+        key, ttl_ms = self._key(), self._ttl_ms(expiration_time)
+        self._write(lambda client: client.pexpire(key, ttl_ms))
+
+    def _write(self, command: Callable[[Any], Any]) -> None:
+        """Run ``command`` on the client; a lock we hold is released in the same round trip
+        (save() would release it next), but on a Redis Cluster."""
+        token, client = self._lock_token, self.client
+        # A cluster's pipelines run no script: there save() releases it apart.
+        if token is None or isinstance(client, RedisCluster):
+            command(client)
+            return
+        with client.pipeline(transaction=False) as pipe:
+            command(pipe)
+            pipe.eval(_RELEASE, 1, self._key() + LOCK_SUFFIX, token)
+            released = pipe.execute()[-1]
+        self._forget_lock()
+        self._check_released(released)
 
     def _apply(
         self, changed: dict[str, str], deleted: set[str], created: float, expiration_time: float
@@ -259,20 +285,40 @@ class RedisSession(Session):
         token = secrets.token_hex(16)
         lock_key = self._key() + LOCK_SUFFIX
         lock_ms = max(1, int(self.lock_expiry * 1000))
-        self.wait_for_lock(lambda: self._try_lock(lock_key, token, lock_ms))
+        # The first attempt also reads the record load() is about to read: one
+        # round trip fewer. Not the retries: a busy lock would fetch it each time.
+        attempts = iter([self.reads_ahead])
+        self.wait_for_lock(lambda: self._try_lock(lock_key, token, lock_ms, next(attempts, False)))
         self._lock_token = token
         self.locked = True
 
-    def _try_lock(self, lock_key: str, token: str, lock_ms: int) -> bool:
-        return bool(self.client.set(lock_key, token, nx=True, px=lock_ms))
+    def _try_lock(self, lock_key: str, token: str, lock_ms: int, read: bool) -> bool:
+        if not read:
+            return bool(self.client.set(lock_key, token, nx=True, px=lock_ms))
+        key = self._key()
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.set(lock_key, token, nx=True, px=lock_ms).get(key).pttl(key)
+            locked, record, ttl_ms = pipe.execute()
+        if locked:
+            # Read after the lock was taken: as good as a read under the lock.
+            self.preloaded = _loaded(record, ttl_ms)
+        return bool(locked)
 
     def release_lock(self) -> None:
-        token, self._lock_token = self._lock_token, None
-        self.locked = False
+        token = self._lock_token
+        self._forget_lock()
         if token is None:
             return
         lock_key = self._key() + LOCK_SUFFIX
         released = self._call_store(self.client.eval, _RELEASE, 1, lock_key, token, op="unlock")
+        self._check_released(released)
+
+    def _forget_lock(self) -> None:
+        self._lock_token = None
+        self.locked = False
+        self.preloaded = NOT_READ  # read under a lock no longer held
+
+    def _check_released(self, released: Any) -> None:
         if not released:
             logger.warning(
                 "session %s: lock expired after lock_expiry=%ss and was not released",
