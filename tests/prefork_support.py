@@ -271,6 +271,10 @@ class Load:
         for thread in self._threads:
             thread.join(20)
 
+    def assert_none_failed(self, master: MasterProcess) -> None:
+        """Fail, with the master's log, if a request failed."""
+        assert self.failures == [], f"{self.failures}\n--- master log ---\n{master.log()[-6000:]}"
+
     def served_more(self, count: int) -> Callable[[], bool]:
         """A predicate: at least ``count`` more requests succeeded from now on."""
         target = self.ok + count

@@ -89,7 +89,7 @@ def test_hup_rolls_every_worker_without_a_failed_request(app_dir: Path) -> None:
         wait_for(load.served_more(50), what="load after the rollout")
         assert "v2" in body(master.url)
         assert master.status()["master"]["generation"] == 2
-    assert load.failures == []
+    load.assert_none_failed(master)
     assert not new & old
     assert "rolling restart to generation 2 complete" in master.log()
 
@@ -126,7 +126,7 @@ def test_ttin_and_ttou_change_capacity_without_failures(app_dir: Path) -> None:
         remaining = master.wait_ready(1)
         wait_for(load.served_more(30))
         master.check_alive()
-    assert load.failures == []
+    load.assert_none_failed(master)
     assert len(remaining) == 1 and len(first) == 1
     assert master.log().count("TTOU ignored: already at 1 worker") == 2
 
@@ -162,7 +162,7 @@ def test_max_requests_recycles_gracefully(app_dir: Path) -> None:
         with Load(master.url) as load:
             master.wait_ready(2, exclude=first)
             wait_for(load.served_more(30))
-    assert load.failures == []
+    load.assert_none_failed(master)
     assert "asks to be recycled (max_requests)" in master.log()
 
 
@@ -173,7 +173,7 @@ def test_max_rss_recycles_gracefully(app_dir: Path) -> None:
             assert body(master.url + "/grow?mb=200") == "1"
             master.wait_ready(1, exclude=first)
             wait_for(load.served_more(30))
-    assert load.failures == []
+    load.assert_none_failed(master)
     assert "max_rss" in master.log()
 
 
@@ -230,7 +230,7 @@ def test_a_burst_of_hups_loses_no_request_and_keeps_supervising(app_dir: Path) -
         wait_for(rolled_out, what=f"2 ready workers of generation {hups + 1}")
         wait_for(load.served_more(50))
         assert master.status()["master"]["state"] == "running"
-        assert load.failures == []
+        load.assert_none_failed(master)
         log = master.log()
         assert "failed to boot" not in log and "did not exit in time" not in log
         victim = min(master.worker_pids())
@@ -251,7 +251,7 @@ def test_app_broken_during_hup_aborts_the_rollout(app_dir: Path) -> None:
         assert master.worker_pids() == old
         assert master.status()["master"]["generation"] == 1
         assert "v1" in body(master.url)
-    assert load.failures == []
+    load.assert_none_failed(master)
     assert "broken release" in master.log()
 
 
@@ -347,7 +347,7 @@ def test_usr2_starts_a_new_master_on_the_same_socket(app_dir: Path) -> None:
             wait_for(load.served_more(50))
             assert psutil.pid_exists(new_pid)
             assert not any(alive(pid) for pid in old_workers)
-        assert load.failures == []
+        load.assert_none_failed(master)
         assert int(Path(master.pidfile).read_text()) == new_pid
     finally:
         master.stop()

@@ -53,7 +53,7 @@ def restarts(master: MasterProcess) -> dict[str, float | None]:
 def assert_every_answer_counted(master: MasterProcess, load: Load) -> None:
     """Stop ``load``; the counter must reach exactly what the clients got, soon."""
     load.stop()
-    assert load.failures == []
+    load.assert_none_failed(master)
     wait_for(
         lambda: metric(master, "morello_requests_total") == load.ok,
         SETTLE,
