@@ -281,6 +281,32 @@ def _field(mapping: dict[str, Any], key: str) -> str:
     return "-" if value is None else str(value)
 
 
+def _timestamp(when: Any) -> str:
+    if not isinstance(when, (int, float)) or isinstance(when, bool):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
+
+
+def _rollout_line(master: dict[str, Any]) -> str | None:
+    """The rolling restart under way, else how the last one ended (None: none yet)."""
+    rollout, last = master.get("rollout"), master.get("last_rollout")
+    if isinstance(rollout, dict):
+        canary = rollout.get("canary")
+        judged = f"; canary {_field(canary, 'state')}" if isinstance(canary, dict) else ""
+        return (
+            f"rollout from generation {_field(rollout, 'from_generation')} to "
+            f"{_field(master, 'generation')}: {_field(rollout, 'ready')}/"
+            f"{_field(rollout, 'target')} new workers ready{judged}"
+        )
+    if isinstance(last, dict):
+        return (
+            f"last rollout from generation {_field(last, 'from_generation')} to "
+            f"{_field(last, 'to_generation')}: {_field(last, 'state')} at "
+            f"{_timestamp(last.get('time'))}"
+        )
+    return None
+
+
 def format_status(status: dict[str, Any]) -> str:
     """The ``/status`` document as a short human-readable table."""
     master = status.get("master") if isinstance(status.get("master"), dict) else {}
@@ -293,6 +319,9 @@ def format_status(status: dict[str, Any]) -> str:
         f"workers {ready}/{_field(master, 'target_workers')} ready  "
         f"restarts {_field(master, 'restarts')}"
     ]
+    rollout = _rollout_line(master)
+    if rollout:
+        lines.append(rollout)
     rows = [("ID", "PID", "STATE", "GEN", "AGE", "REQUESTS", "BUSY", "RSS")]
     for worker in workers:
         busy = f"{_field(worker, 'busy_threads')}/{_field(worker, 'threads')}"

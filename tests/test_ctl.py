@@ -33,6 +33,27 @@ def test_ctl_status_table(endpoint: Endpoint, capsys: pytest.CaptureFixture[str]
     assert lines[3].split() == ["8", "5002", "booting", "3", "1s", "0", "0/0", "-"]
 
 
+def test_ctl_status_shows_the_rollout_under_way_or_the_last_one(
+    endpoint: Endpoint, capsys: pytest.CaptureFixture[str]
+) -> None:
+    master = endpoint.app.document["master"]
+    master["rollout"] = {"from_generation": 2, "ready": 1, "target": 2,
+                         "canary": {"state": "judging"}}  # fmt: skip
+    assert ctl.main(["status", "--control", endpoint.address]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "rollout from generation 2 to 3: 1/2 new workers ready; canary judging"
+    assert lines[2].split()[0] == "ID"
+    master["rollout"] = None
+    master["last_rollout"] = {"from_generation": 3, "to_generation": 4,
+                              "state": "rolled back: the canary answered 5xx",
+                              "time": 1_796_000_000.5}  # fmt: skip
+    assert ctl.main(["status", "--control", endpoint.address]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "last rollout from generation 3 to 4: rolled back: the canary answered 5xx "
+        "at 2026-11-30 00:53:20 UTC"
+    )
+
+
 def test_ctl_status_json_and_options_before_the_command(
     endpoint: Endpoint, capsys: pytest.CaptureFixture[str]
 ) -> None:
