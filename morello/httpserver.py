@@ -34,6 +34,7 @@ from morello.http import framing
 from morello.http.accepting import ConnectionManager
 from morello.http.connection import LeanConnection
 from morello.http.response import refusal
+from morello.http.tls import DeferredHandshakeAdapter
 from morello.process.servers import BindAddr, ServerAdapter, format_url
 from morello.thread_pool import AdaptiveThreadPool
 
@@ -285,7 +286,11 @@ def _ssl_adapter(server: Server) -> Any:
     """A cheroot SSL adapter for the server's ``ssl_*`` settings, or None for plain HTTP."""
     if not (server.ssl_context or server.ssl_certificate):
         return None
-    adapter_class = cheroot.server.get_ssl_adapter_class(server.ssl_module or "builtin")
+    module = server.ssl_module or "builtin"
+    if module == "builtin":
+        adapter_class = DeferredHandshakeAdapter  # the handshake waits on nobody
+    else:
+        adapter_class = cheroot.server.get_ssl_adapter_class(module)
     adapter = adapter_class(
         server.ssl_certificate,
         server.ssl_private_key,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -338,6 +339,59 @@ def test_tls_requests_take_the_lean_path(
     assert received.count(b"HTTP/1.1 200 OK\r\n") == 2
     assert b"POST /read? secret" in received and received.endswith(b"GET /two? -")
     assert len(lean_served) == 2
+
+
+def tls_environ_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    keys = ("wsgi.url_scheme", "HTTPS", "SSL_PROTOCOL")
+    body = " ".join(str(environ.get(key)) for key in keys).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def tls_get(server: Any, cert: str, path: str = "/") -> bytes:
+    context = ssl.create_default_context(cafile=cert)
+    raw = socket.create_connection(server.bound_addr, timeout=TIMEOUT)
+    with contextlib.closing(context.wrap_socket(raw, server_hostname="localhost")) as sock:
+        sock.sendall(build_request("GET", path, headers=[("Connection", "close")]))
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_a_silent_tls_client_does_not_hold_up_the_others(
+    bus: Bus,  # noqa: F811
+    certificate: tuple[str, str],  # noqa: F811
+) -> None:
+    """The handshake happens as the client's bytes come, not on the polling thread
+    waiting for them: clients that connect and say nothing stall nobody."""
+    cert, key = certificate
+    server = make_server(bus, ssl_certificate=cert, ssl_private_key=key, socket_timeout=5)
+    server.app = tls_environ_app
+    bus.start()
+    silent = [socket.create_connection(server.bound_addr, timeout=TIMEOUT) for _ in range(3)]
+    try:
+        started = time.monotonic()
+        received = tls_get(server, cert)
+        assert time.monotonic() - started < 1.0
+        assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+        scheme, https, tls_protocol = received.rpartition(b"\r\n\r\n")[2].split()
+        assert (scheme, https) == (b"https", b"on") and tls_protocol.startswith(b"TLSv1")
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_plain_http_on_the_tls_port_gets_a_400(
+    bus: Bus,  # noqa: F811
+    certificate: tuple[str, str],  # noqa: F811
+) -> None:
+    cert, key = certificate
+    server = make_server(bus, ssl_certificate=cert, ssl_private_key=key)
+    bus.start()
+    status, head = refused(server.bound_addr[1], build_request("GET", "/"))  # type: ignore[index]
+    assert status == 400
+    assert tls_get(server, cert).startswith(b"HTTP/1.1 200 OK\r\n")  # still serving
 
 
 def test_a_first_chunk_longer_than_the_content_length_is_a_500(port: int) -> None:

@@ -39,6 +39,7 @@ from morello.http.native import NativeApp, NativeRequest, Peer, native_server
 from morello.http.parser import HeadError, HeadParser, RequestHead, Unparsed, checked_head
 from morello.http.reader import BodyPace, HeadTooLarge, SocketReader
 from morello.http.response import BodyLongerThanDeclared, Response, refusal
+from morello.http.tls import tls_environ
 
 __all__ = ["LeanConnection"]
 
@@ -53,6 +54,7 @@ class LeanConnection(cheroot.server.HTTPConnection):
     lean = True
 
     def __init__(self, server: Any, sock: Any, *args: Any, **kwargs: Any) -> None:
+        self._ssl_env: dict[str, Any] = {}
         super().__init__(server, sock, *args, **kwargs)
         self._heads: HeadParser | None = None
         if (
@@ -70,6 +72,18 @@ class LeanConnection(cheroot.server.HTTPConnection):
             self._req: RequestHead | None = None
         #: Whether a request has been answered on this connection.
         self.has_served = False
+
+    @property
+    def ssl_env(self) -> dict[str, Any]:
+        """The TLS entries of the environ (none for plain HTTP): read once the handshake,
+        which :mod:`morello.http.tls` leaves to the first reads, is done."""
+        if not self._ssl_env and self.server.ssl_adapter is not None:
+            self._ssl_env = tls_environ(self.server.ssl_adapter, self.socket) or {}
+        return self._ssl_env
+
+    @ssl_env.setter
+    def ssl_env(self, value: dict[str, Any]) -> None:
+        self._ssl_env = value
 
     @property
     def is_lean(self) -> bool:

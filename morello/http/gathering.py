@@ -56,6 +56,7 @@ from cheroot import connections
 from morello.http.reader import HeadTooLarge
 from morello.http.readiness import ArmedSelector
 from morello.http.response import refusal
+from morello.http.tls import refuse_plain_http, speaks_plain_http
 
 __all__ = ["SMALL_BODY", "GatheringManager", "small_body_length"]
 
@@ -230,6 +231,10 @@ class GatheringManager(connections.ConnectionManager):
                 count = reader.fill()
         except _NOTHING_YET:
             count = None
+        except ssl.SSLError as exc:  # a failed TLS handshake (see morello.http.tls)
+            if speaks_plain_http(exc):
+                refuse_plain_http(conn.socket, self.server.protocol)
+            count = 0
         except OSError:
             count = 0  # reset: as good as closed
         if count == 0:
