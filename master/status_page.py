@@ -73,12 +73,12 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
             f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">',
             f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
             _header(master),
-            *_alerts(master),
+            *_alerts(master, now),
             _summary(master),
             f"<h2>Workers ({len(workers)})</h2>",
             _workers_table(workers),
             "<h2>Recent events</h2>",
-            _events(events),
+            _events(events, now),
             f"<footer>Updated {escape(_clock(now))} UTC; this page reloads every "
             f"{REFRESH_SECONDS} s. The same data: <a href=\"/status\">/status</a> (JSON), "
             '<a href="/metrics">/metrics</a> (Prometheus), <a href="/routes">/routes</a>.'
@@ -98,7 +98,7 @@ def _header(master: dict[str, Any]) -> str:
     )
 
 
-def _alerts(master: dict[str, Any]) -> Iterable[str]:
+def _alerts(master: dict[str, Any], now: float) -> Iterable[str]:
     if master.get("halted"):
         yield f'<p class="alert"><strong>Halted:</strong> {escape(str(master["halted"]))}</p>'
     rollout = master.get("rollout")
@@ -115,7 +115,7 @@ def _alerts(master: dict[str, Any]) -> Iterable[str]:
         # A rollout that did not go through: the old generation serves, and here is why.
         yield (
             f'<p class="alert"><strong>Last rolling restart</strong> to generation '
-            f"{escape(str(last.get('to_generation')))} (at {escape(_clock(last.get('time')))} "
+            f"{escape(str(last.get('to_generation')))} (at {escape(_clock(last.get('time'), now))} "
             f"UTC) {escape(str(last.get('state')))}; generation "
             f"{escape(str(master.get('generation')))} keeps serving.</p>"
         )
@@ -215,11 +215,12 @@ def _worker_row(worker: dict[str, Any]) -> str:
     return f"<tr>{tds}</tr>"
 
 
-def _events(events: list[dict[str, Any]]) -> str:
+def _events(events: list[dict[str, Any]], now: float) -> str:
     if not events:
         return '<p class="dim">Nothing yet.</p>'
     items = "".join(
-        f"<li><time>{escape(_clock(event.get('time')))}</time>{escape(str(event.get('text')))}</li>"
+        f"<li><time>{escape(_clock(event.get('time'), now))}</time>"
+        f"{escape(str(event.get('text')))}</li>"
         for event in reversed(events)  # newest first
     )
     return f"<ol>{items}</ol>"
@@ -256,7 +257,11 @@ def _size(size: Any) -> str:
     return f"{size:.1f} GiB"
 
 
-def _clock(when: Any) -> str:
+def _clock(when: Any, now: float | None = None) -> str:
+    """``when`` in UTC: the time of day, with the date unless it is ``now``'s day."""
     if not isinstance(when, int | float):
         return "-"
-    return time.strftime("%H:%M:%S", time.gmtime(when))
+    moment = time.gmtime(when)
+    if now is not None and moment[:3] == time.gmtime(now)[:3]:
+        return time.strftime("%H:%M:%S", moment)
+    return time.strftime("%Y-%m-%d %H:%M:%S", moment)

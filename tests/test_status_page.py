@@ -21,6 +21,7 @@ import pytest
 import requests
 from bus_support import REPO_ROOT
 from control_support import Endpoint, fetch
+from morello.master import status_page
 from morello.master.cli import settings_from_args
 from morello.master.control import ProbeServer
 from prefork_support import MasterProcess, running_master, wait_for, write_app
@@ -120,6 +121,18 @@ def test_page_shows_a_rollout_and_its_progress(endpoint: Endpoint) -> None:
     assert "from generation 2 to 3: 1 of 2 new workers ready" in text
     master["rollout"] = None
     assert "Rolling restart" not in page_of(endpoint.address)[0]
+
+
+def test_event_times_carry_their_date_unless_it_is_today() -> None:
+    now = 1_796_000_000.0  # 2026-11-30 00:53:20 UTC
+    document = {"master": {"pid": 1}, "workers": [], "events": [
+        {"time": now - 60, "text": "today's event"},
+        {"time": now - 86_400, "text": "yesterday's event"},
+    ]}  # fmt: skip
+    text = status_page.render(document, now=now)
+    assert "<time>00:52:20</time>today&#x27;s event" in text
+    assert "<time>2026-11-29 00:53:20</time>yesterday&#x27;s event" in text
+    assert "Updated 2026-11-30 00:53:20 UTC" in text
 
 
 # --- the status document of a real master -----------------------------------------
