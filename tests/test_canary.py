@@ -285,8 +285,10 @@ def test_the_status_page_shows_the_canary_and_why_a_rollout_was_rolled_back(
     master["last_rollout"] = {"from_generation": 3, "to_generation": 4, "time": 1_700_000_000.0,
                               "state": "rolled back: canary 5xx rate 10.2% vs 0.0%"}  # fmt: skip
     text, _ = page_of(endpoint.address)
-    assert ("Last rolling restart</strong> to generation 4 (at 2023-11-14 22:13:20 UTC) rolled back: "
-            "canary 5xx rate 10.2% vs 0.0%; generation 3 keeps serving.") in text  # fmt: skip
+    assert (
+        "Last rolling restart</strong> to generation 4 (at 2023-11-14 22:13:20 UTC) "
+        "rolled back: canary 5xx rate 10.2% vs 0.0%; generation 3 keeps serving."
+    ) in text
     master["last_rollout"]["state"] = "complete"
     assert "Last rolling restart" not in page_of(endpoint.address)[0]
 
