@@ -78,7 +78,7 @@ class LeanConnection(cheroot.server.HTTPConnection):
         """The TLS entries of the environ (none for plain HTTP): read once the handshake,
         which :mod:`morello.http.tls` leaves to the first reads, is done."""
         if not self._ssl_env and self.server.ssl_adapter is not None:
-            self._ssl_env = tls_environ(self.server.ssl_adapter, self.socket) or {}
+            self._ssl_env = tls_environ(self.server.ssl_adapter, self.socket)
         return self._ssl_env
 
     @ssl_env.setter

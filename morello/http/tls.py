@@ -42,10 +42,10 @@ class DeferredHandshakeAdapter(BuiltinSSLAdapter):
         return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), {}
 
 
-def tls_environ(adapter: Any, sock: Any) -> dict[str, Any] | None:
-    """The environ entries of ``sock``'s TLS session, or None until its handshake is done."""
+def tls_environ(adapter: Any, sock: Any) -> dict[str, Any]:
+    """The environ entries of ``sock``'s TLS session; none until its handshake is done."""
     if not isinstance(sock, ssl.SSLSocket) or sock.cipher() is None:
-        return None
+        return {}
     return adapter.get_environ(sock)
 
 
